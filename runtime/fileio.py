@@ -7,6 +7,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Iterator
 
@@ -36,8 +37,22 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-def save_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    """Compressed .npz written in memory first, so the bytes are deterministic for equal arrays."""
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    """A compressed .npz (what np.load reads) whose bytes depend only on the arrays.
+
+    np.savez_compressed stamps the current time into each zip entry; a fixed stamp makes equal
+    data give equal files, so a dataset is reproducible byte for byte from its seed.
+    """
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    write_bytes_atomic(path, buffer.getvalue())
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            payload = io.BytesIO()
+            np.lib.format.write_array(payload, np.asanyarray(array), allow_pickle=False)
+            archive.writestr(entry, payload.getvalue())
+    return buffer.getvalue()
+
+
+def save_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    write_bytes_atomic(path, npz_bytes(**arrays))
