@@ -1,0 +1,375 @@
+"""Training data: render + voxelize objects into a dataset folder (see docs/design.md).
+
+Sources are synthetic objects (`recon.train.shapes`) or the user's mesh files; both go through
+the same job: voxelize once, render V random views, write each file atomically, the voxel file
+last so its presence marks a finished object and a re-run skips it. Torch-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from recon.runtime.camera import Camera
+from recon.runtime.errors import InputError, ReconError
+from recon.runtime.fileio import save_npz_atomic, write_json_atomic
+from recon.runtime.meshio import MESH_FORMATS, load_mesh, normalize_to_unit_cube
+from recon.runtime.render import render_view
+from recon.runtime.voxels import voxelize_solid
+
+FORMAT_VERSION = 1
+TEST_FRACTION = 0.2  # the paper's 80/20 split, by object
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderSettings:
+    views: int = 20  # views per object (the paper's 20)
+    image_size: int = 256  # square renders, the paper's input size
+    voxel_res: int = 128  # stored occupancy resolution; loaders max-pool to 64/32
+    distance: float = 2.2  # camera distance from the origin
+    fov: float = 49.13  # full field of view, degrees
+    elevation_range: tuple[float, float] = (-10.0, 40.0)  # degrees; azimuth is uniform 0-360
+
+    def validate(self) -> None:
+        for name in ("views", "image_size", "voxel_res"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.image_size < 16:
+            raise InputError(f"--image-size must be at least 16, got {self.image_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectJob:
+    """One object to produce: where its mesh comes from and the seed of its views."""
+
+    object_id: str
+    category: str
+    split: str
+    seed: int
+    mesh_path: str | None = None  # None: a synthetic object made from `seed`
+    up: str = "y"
+
+
+# ---------------------------------------------------------------- appearance
+
+
+def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """White, a flat colour or a smooth noise texture: the three kinds of background we train on."""
+    kind = rng.integers(3)
+    if kind == 0:
+        return np.full((size, size, 3), 255, np.uint8)
+    if kind == 1:
+        return np.broadcast_to(rng.integers(0, 256, 3).astype(np.uint8), (size, size, 3)).copy()
+    cells = int(rng.integers(2, 9))  # value noise: a coarse random grid upsampled, plus grain
+    coarse = rng.uniform(0, 1, (cells, cells, 3))
+    index = np.minimum((np.arange(size) * cells) // size, cells - 1)
+    smooth = coarse[index][:, index]
+    tint, spread = rng.uniform(0.2, 0.8, 3), rng.uniform(0.1, 0.5)
+    image = tint + spread * (smooth - 0.5) + rng.normal(0, 0.03, (size, size, 3))
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def part_colors(rng: np.random.Generator, n_parts: int) -> np.ndarray:
+    """(n_parts, 3) colours: one base colour, parts varying around it, sometimes an accent colour."""
+    base = rng.uniform(0.15, 0.95, 3)
+    accent = rng.uniform(0.05, 0.9, 3)
+    colors = base * rng.uniform(0.8, 1.15, (n_parts, 1)) + rng.normal(0, 0.04, (n_parts, 3))
+    accented = rng.uniform(size=n_parts) < rng.uniform(0, 0.4)
+    colors[accented] = accent
+    return np.clip(colors, 0, 1)
+
+
+def random_light(rng: np.random.Generator) -> np.ndarray:
+    direction = rng.normal(size=3)
+    direction[1] = abs(direction[1]) + 0.5  # light comes from above, as indoors and outdoors
+    return direction / np.linalg.norm(direction)
+
+
+# ---------------------------------------------------------------- one object
+
+
+def object_mesh(job: ObjectJob):
+    """(mesh in the canonical frame, per-face part ids, metadata) for a job."""
+    if job.mesh_path is None:
+        from recon.train.shapes import make_shape
+
+        shape = make_shape(job.category, job.seed)
+        meta = {"family": shape.family, "params": shape.params}
+        return shape.mesh, shape.part_ids, meta
+    import trimesh
+
+    mesh = normalize_to_unit_cube(load_mesh(job.mesh_path), up=job.up)
+    # Real meshes have no part labels: connected components colour differently instead.
+    parts = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+    return mesh, parts.astype(np.int32), {"source": str(job.mesh_path)}
+
+
+def view_path(root: Path, object_id: str, view: int) -> Path:
+    return root / "views" / f"{object_id}_{view:02d}.npz"
+
+
+def object_path(root: Path, object_id: str) -> Path:
+    return root / "objects" / f"{object_id}.npz"
+
+
+def make_object(job: ObjectJob, settings: RenderSettings, root: Path) -> dict:
+    """Render and voxelize one object; return its manifest entry (also stored in its voxel file)."""
+    done = object_path(root, job.object_id)
+    if done.exists():  # finished by an earlier run
+        with np.load(done) as archive:
+            return json.loads(str(archive["meta"]))
+    mesh, part_ids, meta = object_mesh(job)
+    rng = np.random.default_rng([job.seed, 7])  # views: independent of the shape's own stream
+    colors = part_colors(rng, int(part_ids.max()) + 1)[part_ids]
+    low, high = settings.elevation_range
+    for view in range(settings.views):
+        camera = Camera(azimuth=float(rng.uniform(0, 360)), elevation=float(rng.uniform(low, high)),
+                        distance=settings.distance, fov=settings.fov)
+        rendered = render_view(mesh, camera, settings.image_size, face_colors=colors,
+                               light_dir=random_light(rng), ambient=float(rng.uniform(0.25, 0.45)),
+                               background=random_background(rng, settings.image_size))
+        save_npz_atomic(view_path(root, job.object_id, view), rgb=rendered["rgb"],
+                        normals=rendered["normals"].astype(np.float16),
+                        depth=rendered["depth"].astype(np.float16), mask=rendered["mask"],
+                        camera=camera.to_array())
+    voxels = voxelize_solid(mesh, settings.voxel_res)
+    entry = {"id": job.object_id, "category": job.category, "split": job.split, "seed": job.seed,
+             "views": settings.views, "faces": int(len(mesh.faces)),
+             "occupancy": round(float(voxels.mean()), 6), **meta}
+    save_npz_atomic(done, voxels=voxels, meta=np.array(json.dumps(entry)))
+    return entry
+
+
+def _run_job(args) -> tuple[ObjectJob, dict | None, str | None]:
+    job, settings, root = args
+    try:
+        return job, make_object(job, settings, root), None
+    except ReconError as error:
+        return job, None, str(error)
+    except Exception as error:  # a mesh that breaks the renderer must not stop the other objects
+        name = job.mesh_path or job.object_id
+        return job, None, f"{name}: {type(error).__name__}: {error}"
+
+
+# ---------------------------------------------------------------- the whole dataset
+
+
+def split_of(index: int, count: int, seed: int, category: str) -> str:
+    """'test' for a fixed TEST_FRACTION of a category's objects chosen by seed, else 'train'."""
+    order = np.random.default_rng([seed, sum(map(ord, category))]).permutation(count)
+    n_test = max(1, round(TEST_FRACTION * count)) if count > 1 else 0
+    return "test" if index in set(order[:n_test].tolist()) else "train"
+
+
+def prepare_output(out: Path, settings: RenderSettings | None = None, seed: int | None = None) -> Path:
+    """Create the folder; refuse to resume into one made with other settings (mixed data)."""
+    out = Path(out)
+    previous = out / "manifest.json"
+    if settings is not None and previous.is_file():
+        old = json.loads(previous.read_text())
+        if old.get("settings") != json.loads(json.dumps(dataclasses.asdict(settings))) or old.get("seed") != seed:
+            raise InputError(f"{out}: holds a dataset made with other settings or seed; choose a new --out")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    try:
+        (out / "views").mkdir(parents=True, exist_ok=True)
+        (out / "objects").mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"{out}: cannot create the output folder ({error.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise InputError(f"{out}: output folder is not writable")
+    return out
+
+
+def fingerprint(manifest: dict) -> str:
+    """A short hash of what defines the data (settings and objects), recorded with trained models."""
+    content = {key: manifest[key] for key in ("format_version", "settings", "seed", "objects")}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_jobs(jobs: list[ObjectJob], settings: RenderSettings, out: Path, workers: int,
+             progress=None) -> tuple[list[dict], list[dict]]:
+    """Produce every job across `workers` processes; returns (entries in job order, failures)."""
+    tasks = [(job, settings, out) for job in jobs]
+    results = {}
+    failures = []
+    if workers <= 1:
+        iterator = map(_run_job, tasks)
+        pool = None
+    else:
+        pool = multiprocessing.get_context("fork").Pool(workers)
+        iterator = pool.imap_unordered(_run_job, tasks)
+    try:
+        for job, entry, error in iterator:
+            if error is None:
+                results[job.object_id] = entry
+            else:
+                failures.append({"id": job.object_id, "source": job.mesh_path, "error": error})
+            if progress is not None:
+                progress(job, error)
+    finally:
+        if pool is not None:
+            pool.terminate()
+    entries = [results[job.object_id] for job in jobs if job.object_id in results]
+    return entries, failures
+
+
+def write_manifest(out: Path, kind: str, settings: RenderSettings, seed: int, categories: list[str],
+                   entries: list[dict], failures: list[dict], extra: dict | None = None,
+                   complete: bool = True) -> dict:
+    """Written once before the jobs (complete: false, so a resume can check its settings) and after."""
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "settings": dataclasses.asdict(settings),
+        "seed": seed,
+        "image_size": settings.image_size,
+        "voxel_res": settings.voxel_res,
+        "views": settings.views,
+        "categories": categories,
+        "split": {"by": "object", "test_fraction": TEST_FRACTION},
+        "complete": complete,
+        **(extra or {}),
+        "objects": entries,
+        "failed": failures,
+    }
+    manifest["fingerprint"] = fingerprint(manifest)
+    write_json_atomic(out / "manifest.json", manifest)
+    return manifest
+
+
+def synth_jobs(objects: int, categories: Iterable[str], seed: int) -> list[ObjectJob]:
+    from recon.train.shapes import CATEGORIES
+
+    jobs = []
+    for category in categories:
+        if category not in CATEGORIES:
+            raise InputError(f"unknown category {category!r}; choose from {', '.join(CATEGORIES)}")
+        for index in range(objects):
+            jobs.append(ObjectJob(object_id=f"{category}_{index:05d}", category=category,
+                                  split=split_of(index, objects, seed, category),
+                                  seed=seed * 1_000_003 + index))
+    return jobs
+
+
+def synth(out: Path, objects: int, categories: list[str], seed: int, settings: RenderSettings,
+          workers: int = 1, progress=None) -> dict:
+    """`recon-cli data synth`: N procedural objects per category."""
+    settings.validate()
+    if objects <= 0:
+        raise InputError(f"--objects must be positive, got {objects}")
+    jobs = synth_jobs(objects, categories, seed)
+    out = prepare_output(out, settings, seed)
+    write_manifest(out, "synth", settings, seed, list(categories), [], [], complete=False)
+    entries, failures = run_jobs(jobs, settings, out, workers, progress)
+    return write_manifest(out, "synth", settings, seed, list(categories), entries, failures)
+
+
+def find_meshes(meshes: Path) -> list[tuple[str, Path]]:
+    """(category, path) for every `<category>/<name>.<mesh suffix>` under `meshes`."""
+    meshes = Path(meshes)
+    if not meshes.is_dir():
+        raise InputError(f"{meshes}: meshes folder does not exist")
+    found = sorted((path.parent.name, path) for path in meshes.glob("*/*")
+                   if path.suffix.lower().lstrip(".") in MESH_FORMATS and path.is_file())
+    if not found:
+        raise InputError(f"{meshes}: no meshes found (expected <category>/<name>.{{{','.join(MESH_FORMATS)}}})")
+    return found
+
+
+def build_jobs(found: list[tuple[str, Path]], seed: int, up: str) -> list[ObjectJob]:
+    by_category: dict[str, list[Path]] = {}
+    for category, path in found:
+        by_category.setdefault(category, []).append(path)
+    jobs = []
+    for category, paths in by_category.items():
+        for index, path in enumerate(paths):
+            jobs.append(ObjectJob(object_id=f"{category}_{path.stem}", category=category,
+                                  split=split_of(index, len(paths), seed, category),
+                                  seed=seed * 1_000_003 + index, mesh_path=str(path), up=up))
+    return jobs
+
+
+def build(meshes: Path, out: Path, seed: int, settings: RenderSettings, up: str = "y",
+          workers: int = 1, progress=None) -> dict:
+    """`recon-cli data build`: the user's own meshes, normalised to the canonical frame."""
+    settings.validate()
+    if up not in ("y", "z"):
+        raise InputError(f"--up must be 'y' or 'z', got {up!r}")
+    found = find_meshes(meshes)
+    jobs = build_jobs(found, seed, up)
+    out = prepare_output(out, settings, seed)
+    categories = sorted({job.category for job in jobs})
+    extra = {"source": str(Path(meshes).resolve()), "up": up}
+    write_manifest(out, "build", settings, seed, categories, [], [], extra, complete=False)
+    entries, failures = run_jobs(jobs, settings, out, workers, progress)
+    return write_manifest(out, "build", settings, seed, categories, entries, failures, extra)
+
+
+# ---------------------------------------------------------------- reading it back
+
+
+def load_manifest(root: Path) -> dict:
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        raise InputError(f"{root}: not a dataset folder (no manifest.json; make one with `recon-cli data synth`)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: unreadable manifest ({error})") from None
+    if not manifest.get("complete", False):
+        raise InputError(f"{root}: dataset is incomplete (generation was interrupted); re-run the same command to finish it")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"{path}: dataset format {manifest.get('format_version')!r}, "
+                         f"this recon reads format {FORMAT_VERSION}")
+    return manifest
+
+
+def load_view(root: Path, object_id: str, view: int) -> dict[str, np.ndarray]:
+    with np.load(view_path(Path(root), object_id, view)) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def load_voxels(root: Path, object_id: str) -> np.ndarray:
+    with np.load(object_path(Path(root), object_id)) as archive:
+        return archive["voxels"]
+
+
+def preview(root: Path, out: Path, samples: int = 6, seed: int = 0) -> Path:
+    """`recon-cli data preview`: RGB | normals | depth | mask | voxels for a few objects per category."""
+    from recon.runtime.pictures import contact_sheet, depth_image, mask_image, normals_image, save_png
+    from recon.runtime.render import render_voxels
+
+    if samples <= 0:
+        raise InputError(f"--samples must be positive, got {samples}")
+    manifest = load_manifest(root)
+    rng = np.random.default_rng(seed)
+    by_category: dict[str, list[dict]] = {}
+    for entry in manifest["objects"]:
+        by_category.setdefault(entry["category"], []).append(entry)
+    per_category = max(1, samples // max(1, len(by_category)))
+    rows, labels = [], []
+    for category, entries in by_category.items():
+        for index in rng.permutation(len(entries))[:per_category]:
+            entry = entries[index]
+            view = load_view(root, entry["id"], int(rng.integers(entry["views"])))
+            mask = view["mask"]
+            rows.append([view["rgb"], normals_image(view["normals"], mask),
+                         depth_image(view["depth"], mask), mask_image(mask),
+                         render_voxels(load_voxels(root, entry["id"]))])
+            labels.append(entry["id"])
+    if not rows:
+        raise InputError(f"{root}: the dataset holds no objects")
+    sheet = contact_sheet(rows, labels, ["rgb", "normals", "depth", "mask", "voxels"])
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise InputError(f"{out.parent}: output folder does not exist")
+    save_png(out, sheet)
+    return out
