@@ -1,0 +1,75 @@
+"""Framing and normalisation shared by training and inference: one implementation for both.
+
+Every image the networks see (training renders and user photos alike) is framed the same way:
+a square crop centred on the object's silhouette box, sized so the box's longer side fills
+`fill` of the crop, then resized to the network's input size. The runtime reads `fill`, the
+input size and mean/std from the ONNX metadata written at export.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+
+DEFAULT_FILL = 0.8  # fraction of the crop the object's longer side covers
+
+
+class Box(NamedTuple):
+    """A square crop in pixel coordinates (may reach past the image; the outside is padded)."""
+
+    top: float
+    left: float
+    side: float
+
+
+def frame_box(mask: np.ndarray, fill: float = DEFAULT_FILL) -> Box | None:
+    """The square crop that centres the silhouette and fills `fill` of it; None if mask is empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    side = max(bottom - top, right - left) / fill
+    return Box((top + bottom - side) / 2, (left + right - side) / 2, side)
+
+
+def whole_image_box(height: int, width: int) -> Box:
+    """The centred square over a whole image (used when there is no silhouette yet)."""
+    side = max(height, width)
+    return Box((height - side) / 2, (width - side) / 2, side)
+
+
+def crop_image(image: np.ndarray, box: Box, size: int) -> np.ndarray:
+    """Anti-aliased crop + resize of an (H, W, C) uint8 picture; outside pixels repeat the edge."""
+    height, width = image.shape[:2]
+    pad_top = max(0, int(np.ceil(-box.top)))
+    pad_left = max(0, int(np.ceil(-box.left)))
+    pad_bottom = max(0, int(np.ceil(box.top + box.side - height)))
+    pad_right = max(0, int(np.ceil(box.left + box.side - width)))
+    padded = np.pad(image, ((pad_top, pad_bottom), (pad_left, pad_right), (0, 0)), mode="edge")
+    source = (box.left + pad_left, box.top + pad_top, box.left + pad_left + box.side, box.top + pad_top + box.side)
+    resized = Image.fromarray(padded).resize((size, size), Image.BILINEAR, box=source)
+    return np.asarray(resized)
+
+
+def crop_map(values: np.ndarray, box: Box, size: int) -> np.ndarray:
+    """Nearest-neighbour crop + resize of a per-pixel map (normals, depth, mask): no blending
+    of object and background values; outside pixels are zero."""
+    height, width = values.shape[:2]
+    centres = (np.arange(size) + 0.5) * box.side / size
+    rows = np.floor(box.top + centres).astype(np.int64)
+    cols = np.floor(box.left + centres).astype(np.int64)
+    inside = (rows[:, None] >= 0) & (rows[:, None] < height) & (cols[None] >= 0) & (cols[None] < width)
+    out = values[rows.clip(0, height - 1)[:, None], cols.clip(0, width - 1)[None]]
+    out[~inside] = 0
+    return out
+
+
+def normalize_image(rgb: np.ndarray, mean, std) -> np.ndarray:
+    """(B, H, W, 3) or (H, W, 3) uint8 -> float32 (B, 3, H, W) standardised channels."""
+    batch = np.asarray(rgb, np.float32).reshape((-1, *rgb.shape[-3:])) / 255.0
+    batch = (batch - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+

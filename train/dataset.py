@@ -1,0 +1,98 @@
+"""PyTorch view of a dataset folder: one item per (object, view) of a split.
+
+Views are framed exactly as the runtime frames user photos (`recon.runtime.preprocess`), then
+resized to the preset's input size; voxels are max-pooled to the preset's resolution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from recon.runtime.errors import InputError
+from recon.runtime.preprocess import DEFAULT_FILL, crop_image, crop_map, frame_box
+from recon.runtime.voxels import downsample
+from recon.train.data import load_manifest, load_view, load_voxels
+
+SPLITS = ("train", "test", "all")
+
+
+def frame_view(view: dict, image_size: int, fill: float = DEFAULT_FILL) -> dict[str, np.ndarray]:
+    """Crop a stored view around its silhouette and resize; depth becomes an offset from the object
+    centre (depth - camera distance), the one depth meaning that survives re-framing."""
+    box = frame_box(view["mask"], fill)
+    if box is None:  # nothing visible: keep the whole picture
+        box = frame_box(np.ones_like(view["mask"]), 1.0)
+    mask = crop_map(view["mask"], box, image_size)
+    depth = crop_map(view["depth"].astype(np.float32), box, image_size)
+    depth = np.where(mask, depth - float(view["camera"][2]), 0.0).astype(np.float32)
+    return {
+        "rgb": crop_image(view["rgb"], box, image_size),  # (S, S, 3) uint8
+        "normals": crop_map(view["normals"].astype(np.float32), box, image_size),  # (S, S, 3)
+        "depth": depth,  # (S, S)
+        "mask": mask,  # (S, S) bool
+    }
+
+
+class ViewDataset(Dataset):
+    def __init__(self, root: str | Path, split: str = "train", image_size: int = 128, voxel_res: int = 32,
+                 categories: list[str] | None = None, fill: float = DEFAULT_FILL, cache: bool = False,
+                 max_objects: int | None = None):
+        if split not in SPLITS:
+            raise InputError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+        self.root = Path(root)
+        self.manifest = load_manifest(self.root)
+        if voxel_res > self.manifest["voxel_res"] or self.manifest["voxel_res"] % voxel_res:
+            raise InputError(f"{root}: voxels are {self.manifest['voxel_res']}^3, cannot make {voxel_res}^3 "
+                             "(needs an equal or larger grid divisible by it)")
+        self.categories = list(self.manifest["categories"])
+        objects = [entry for entry in self.manifest["objects"]
+                   if split in ("all", entry["split"]) and (categories is None or entry["category"] in categories)]
+        self.objects = objects[:max_objects] if max_objects else objects
+        self.items = [(index, view) for index, entry in enumerate(self.objects) for view in range(entry["views"])]
+        self.image_size, self.voxel_res, self.fill = image_size, voxel_res, fill
+        self.cache = {} if cache else None
+        self._voxels: dict[int, np.ndarray] = {}  # small at training resolutions: always kept
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def voxels(self, object_index: int) -> np.ndarray:
+        if object_index not in self._voxels:
+            grid = load_voxels(self.root, self.objects[object_index]["id"])
+            self._voxels[object_index] = downsample(grid, self.voxel_res)
+        return self._voxels[object_index]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        object_index, view = self.items[index]
+        entry = self.objects[object_index]
+        framed = frame_view(load_view(self.root, entry["id"], view), self.image_size, self.fill)
+        item = {
+            "rgb": torch.from_numpy(framed["rgb"]).permute(2, 0, 1).float() / 255,  # (3, S, S) in [0, 1]
+            "normals": torch.from_numpy(framed["normals"]).permute(2, 0, 1),  # (3, S, S)
+            "depth": torch.from_numpy(framed["depth"])[None],  # (1, S, S)
+            "mask": torch.from_numpy(framed["mask"])[None].float(),  # (1, S, S)
+            "voxels": torch.from_numpy(self.voxels(object_index)).float(),  # (R, R, R)
+            "category": torch.tensor(self.categories.index(entry["category"])),
+        }
+        if self.cache is not None:
+            self.cache[index] = item
+        return item
+
+
+class ObjectVoxels(Dataset):
+    """One item per object: its voxels only (the shape prior never sees images)."""
+
+    def __init__(self, views: ViewDataset):
+        self.views = views
+
+    def __len__(self) -> int:
+        return len(self.views.objects)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"voxels": torch.from_numpy(self.views.voxels(index)).float()}  # (R, R, R)

@@ -1,0 +1,298 @@
+"""Staged training: sketch -> voxel -> gan -> joint (and the direct baseline), one flat loop.
+
+Each stage is a row of STAGES: which nets it trains, which earlier checkpoints it starts from,
+its optimizer (the paper's) and its step. Every epoch reseeds from (seed, epoch), so a resumed run
+replays exactly what an uninterrupted one would. Launched by `torchrun`, the same command trains
+with DistributedDataParallel (gloo on CPU, nccl on GPUs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recon.runtime.errors import InputError, ReconError
+from recon.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from recon.train.presets import (IMAGE_MEAN, IMAGE_STD, Preset, build_critic, build_generator, build_sketch_net,
+                                 build_voxel_net, get_preset, model_args)
+from recon.train.shape_gan import gradient_penalty
+
+
+class TrainingError(ReconError):
+    """Training diverged (NaN/inf) or cannot go on."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    stage: str  # one of STAGES
+    data: str  # dataset folder (recon-cli data synth/build)
+    out: str  # run folder: <stage>.pt checkpoints and metrics.jsonl
+    preset: str = "edge"  # model sizes, see recon.train.presets.PRESETS
+    epochs: int = 10  # total epochs of this stage (a resumed run stops at the same total)
+    batch: int = 32  # samples per step (per process under torchrun)
+    seed: int = 0  # seeds init, shuffling and noise; each epoch reseeds from (seed, epoch)
+    lr: float | None = None  # None: the paper's rate for the stage (Adam 1e-3, SGD 1e-3, GAN 1e-4)
+    alpha: float = 1e-11  # joint: weight of the critic's exacting loss -E[D(x)]
+    sketch_mix: float = 0.0  # voxel: fraction of batches fed the sketch net's predictions
+    critic_steps: int = 5  # gan: critic updates per generator update (WGAN-GP)
+    max_objects: int | None = None  # use only the first N objects (quick runs, tests)
+    workers: int = 0  # DataLoader worker processes
+    resume: bool = False  # continue <stage>.pt where it stopped
+
+
+# ---------------------------------------------------------------- losses and inputs
+
+
+def normalize(rgb: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGE_MEAN, device=rgb.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD, device=rgb.device).view(1, 3, 1, 1)
+    return (rgb - mean) / std  # (B, 3, H, W)
+
+
+def sketch_loss(pred: dict, batch: dict) -> tuple[torch.Tensor, dict]:
+    """L_2.5D: sum of L2 errors of normals and depth on the silhouette, and of the silhouette."""
+    mask = batch["mask"]  # (B, 1, H, W)
+    pixels = mask.sum().clamp(min=1)
+    normals = ((pred["normals"] - batch["normals"]) ** 2 * mask).sum() / pixels
+    depth = ((pred["depth"] - batch["depth"]) ** 2 * mask).sum() / pixels
+    silhouette = ((torch.sigmoid(pred["silhouette_logits"]) - mask) ** 2).mean()
+    return normals + depth + silhouette, {"normals": normals.item(), "depth": depth.item(),
+                                          "silhouette": silhouette.item()}
+
+
+def true_sketch(batch: dict) -> torch.Tensor:
+    return torch.cat([batch["normals"], batch["depth"], batch["mask"]], dim=1)  # (B, 5, H, W)
+
+
+def predicted_sketch(sketch_net: nn.Module, rgb: torch.Tensor) -> torch.Tensor:
+    pred = sketch_net(normalize(rgb))
+    return torch.cat([pred["normals"], pred["depth"], torch.sigmoid(pred["silhouette_logits"])], dim=1)
+
+
+def batch_iou(logits: torch.Tensor, voxels: torch.Tensor, threshold: float = 0.5) -> float:
+    pred = torch.sigmoid(logits) > threshold
+    truth = voxels > 0.5
+    inter = (pred & truth).flatten(1).sum(1).float()
+    union = (pred | truth).flatten(1).sum(1).float().clamp(min=1)
+    return (inter / union).mean().item()
+
+
+# ---------------------------------------------------------------- stage steps
+
+
+def step_sketch(nets, optimizers, batch, cfg, ctx):
+    loss, parts = sketch_loss(nets["sketch"](normalize(batch["rgb"])), batch)
+    optimizers["sketch"].zero_grad(set_to_none=True)
+    loss.backward()
+    optimizers["sketch"].step()
+    return loss, parts
+
+
+def voxel_input(batch, cfg, ctx) -> torch.Tensor:
+    if ctx.get("sketch_net") is not None and torch.rand(()) < cfg.sketch_mix:
+        with torch.no_grad():
+            return predicted_sketch(ctx["sketch_net"], batch["rgb"])
+    return true_sketch(batch)
+
+
+def step_voxel(nets, optimizers, batch, cfg, ctx):
+    logits = nets["voxel"](voxel_input(batch, cfg, ctx))  # (B, R, R, R)
+    loss = F.binary_cross_entropy_with_logits(logits, batch["voxels"])
+    optimizers["voxel"].zero_grad(set_to_none=True)
+    loss.backward()
+    optimizers["voxel"].step()
+    return loss, {"iou": batch_iou(logits.detach(), batch["voxels"])}
+
+
+def step_direct(nets, optimizers, batch, cfg, ctx):
+    logits = nets["direct"](normalize(batch["rgb"]))  # (B, R, R, R)
+    loss = F.binary_cross_entropy_with_logits(logits, batch["voxels"])
+    optimizers["direct"].zero_grad(set_to_none=True)
+    loss.backward()
+    optimizers["direct"].step()
+    return loss, {"iou": batch_iou(logits.detach(), batch["voxels"])}
+
+
+def step_gan(nets, optimizers, batch, cfg, ctx):
+    """WGAN-GP: critic every step, generator every `critic_steps` steps."""
+    generator, critic = nets["generator"], nets["critic"]
+    real = batch["voxels"]  # (B, R, R, R)
+    z = torch.randn(real.shape[0], generator.latent_dim, device=real.device)
+    fake = generator(z).detach()
+    gp = gradient_penalty(critic, real, fake, lambda_gp=10.0)
+    wasserstein = critic(real).mean() - critic(fake).mean()
+    critic_loss = -wasserstein + gp
+    optimizers["critic"].zero_grad(set_to_none=True)
+    critic_loss.backward()
+    optimizers["critic"].step()
+    ctx["gan_steps"] = ctx.get("gan_steps", 0) + 1
+    if ctx["gan_steps"] % cfg.critic_steps == 0:
+        generator_loss = -critic(generator(z)).mean()
+        optimizers["generator"].zero_grad(set_to_none=True)
+        generator_loss.backward()
+        optimizers["generator"].step()
+    return critic_loss, {"wasserstein": wasserstein.item(), "gp": gp.item()}
+
+
+def step_joint(nets, optimizers, batch, cfg, ctx):
+    """L = L_3D + alpha * L_exacting, L_exacting = -E[D(x)] from the frozen critic."""
+    logits = nets["voxel"](voxel_input(batch, cfg, ctx))  # (B, R, R, R)
+    l3d = F.binary_cross_entropy_with_logits(logits, batch["voxels"])
+    exacting = -ctx["critic"](torch.sigmoid(logits)).mean()
+    loss = l3d + cfg.alpha * exacting
+    optimizers["voxel"].zero_grad(set_to_none=True)
+    loss.backward()
+    optimizers["voxel"].step()
+    return loss, {"l3d": l3d.item(), "exacting": exacting.item(),
+                  "iou": batch_iou(logits.detach(), batch["voxels"])}
+
+
+def adam(rate, betas=(0.9, 0.999)):
+    return lambda params, lr: torch.optim.Adam(params, lr=lr or rate, betas=betas)
+
+
+def sgd(rate):
+    return lambda params, lr: torch.optim.SGD(params, lr=lr or rate, momentum=0.9)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    nets: Callable[[Preset], dict[str, nn.Module]]  # the nets this stage trains, freshly built
+    optimizer: Callable  # (params, lr override) -> optimizer, one per trained net
+    step: Callable  # (nets, optimizers, batch, cfg, ctx) -> (loss, metrics)
+    starts_from: tuple[str, ...] = ()  # earlier stages whose nets initialise ours (same names)
+    uses: tuple[str, ...] = ()  # earlier stages' nets used frozen: "sketch" (sketch_mix), "critic"
+    per_object: bool = False  # gan: one sample per object (voxels only), not per view
+
+
+STAGES: dict[str, Stage] = {
+    "sketch": Stage(lambda p: {"sketch": build_sketch_net(p)}, adam(1e-3), step_sketch),
+    "voxel": Stage(lambda p: {"voxel": build_voxel_net(p)}, sgd(1e-3), step_voxel, uses=("sketch",)),
+    "gan": Stage(lambda p: {"generator": build_generator(p), "critic": build_critic(p)},
+                 adam(1e-4, betas=(0.5, 0.9)), step_gan, per_object=True),
+    "joint": Stage(lambda p: {"voxel": build_voxel_net(p)}, sgd(1e-3), step_joint,
+                   starts_from=("voxel",), uses=("sketch", "critic")),
+    "direct": Stage(lambda p: {"direct": build_voxel_net(p, in_channels=3)}, sgd(1e-3), step_direct),
+}
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (torch.distributed.get_rank() if world > 1 else 0), world
+
+
+def frozen_net(run: Path, stage: str, name: str, preset: Preset) -> nn.Module:
+    state = load_checkpoint(checkpoint_path(run, stage), expect_preset=preset.name)
+    net = STAGES[stage].nets(preset)[name]
+    net.load_state_dict(state["nets"][name])
+    return net.eval().requires_grad_(False)
+
+
+def make_loader(cfg: TrainConfig, preset: Preset, stage: Stage, rank: int, world: int):
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from recon.train.dataset import ObjectVoxels, ViewDataset
+
+    views = ViewDataset(cfg.data, "train", preset.image_size, preset.voxel_res, max_objects=cfg.max_objects)
+    dataset = ObjectVoxels(views) if stage.per_object else views
+    if cfg.batch <= 0:
+        raise InputError(f"--batch must be positive, got {cfg.batch}")
+    if cfg.batch * world > len(dataset):
+        raise InputError(f"--batch {cfg.batch} x {world} process(es) is larger than the {len(dataset)} "
+                         f"training samples in {cfg.data}")
+    sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
+    return DataLoader(dataset, batch_size=cfg.batch, shuffle=sampler is None, sampler=sampler,
+                      drop_last=True, num_workers=cfg.workers), views.manifest["fingerprint"]
+
+
+def train(cfg: TrainConfig, progress: Callable | None = None) -> dict:
+    """Run (or resume) one stage; returns the final epoch's metrics."""
+    if cfg.stage not in STAGES:
+        raise InputError(f"unknown stage {cfg.stage!r}; choose from {', '.join(STAGES)}")
+    if cfg.epochs <= 0:
+        raise InputError(f"--epochs must be positive, got {cfg.epochs}")
+    stage, preset = STAGES[cfg.stage], get_preset(cfg.preset)
+    run = Path(cfg.out)
+    path = checkpoint_path(run, cfg.stage)
+    if path.exists() and not cfg.resume:
+        raise InputError(f"{path} exists; pass --resume to continue it or choose another --out")
+    rank, world = distributed()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    loader, data_fingerprint = make_loader(cfg, preset, stage, rank, world)
+    torch.manual_seed(cfg.seed)
+    nets = stage.nets(preset)
+    for earlier in stage.starts_from:
+        nets.update({name: frozen_net(run, earlier, name, preset).requires_grad_(True).train()
+                     for name in nets if name in STAGES[earlier].nets(preset)})
+    ctx = {}
+    if "critic" in stage.uses:
+        ctx["critic"] = frozen_net(run, "gan", "critic", preset).to(device)
+    if "sketch" in stage.uses and cfg.sketch_mix > 0:
+        ctx["sketch_net"] = frozen_net(run, "sketch", "sketch", preset).to(device)
+    optimizers = {name: stage.optimizer(net.parameters(), cfg.lr) for name, net in nets.items()}
+    first_epoch = 0
+    if cfg.resume and path.exists():
+        state = load_checkpoint(path, expect_preset=preset.name)
+        for name, net in nets.items():
+            net.load_state_dict(state["nets"][name])
+            optimizers[name].load_state_dict(state["optimizers"][name])
+        first_epoch = state["epoch"] + 1
+        ctx["gan_steps"] = state.get("gan_steps", 0)
+    nets = {name: net.to(device) for name, net in nets.items()}
+    trained = nets
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = {name: DistributedDataParallel(net) for name, net in nets.items()}
+    run.mkdir(parents=True, exist_ok=True)
+    metrics = {}
+    for epoch in range(first_epoch, cfg.epochs):
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # shuffling and noise depend only on (seed, epoch)
+        if world > 1:
+            loader.sampler.set_epoch(epoch)
+        for net in trained.values():
+            net.train()
+        totals, steps, samples, start = {}, 0, 0, time.perf_counter()
+        for batch in loader:
+            batch = {key: value.to(device) for key, value in batch.items()}
+            loss, parts = stage.step(trained, optimizers, batch, cfg, ctx)
+            if not math.isfinite(loss.item()):
+                raise TrainingError(f"{cfg.stage}: loss became {loss.item()} at epoch {epoch + 1} step {steps + 1}; "
+                                    f"the last good checkpoint is kept at {path} (lower --lr?)")
+            for key, value in {"loss": loss.item(), **parts}.items():
+                totals[key] = totals.get(key, 0.0) + value
+            steps += 1
+            samples += len(batch["voxels"]) * world
+            if progress is not None:
+                progress(epoch, steps, len(loader), {k: v / steps for k, v in totals.items()})
+        seconds = time.perf_counter() - start
+        metrics = {"stage": cfg.stage, "epoch": epoch + 1, **{k: round(v / max(steps, 1), 6) for k, v in totals.items()},
+                   "samples_per_s": round(samples / seconds, 2), "seconds": round(seconds, 2)}
+        if rank == 0:
+            save_checkpoint(path, {
+                "stage": cfg.stage, "epoch": epoch, "model_args": model_args(preset),
+                "config": json.dumps(dataclasses.asdict(cfg)), "data_fingerprint": data_fingerprint,
+                "nets": {name: net.state_dict() for name, net in nets.items()},
+                "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+                "rng": torch.get_rng_state(), "gan_steps": ctx.get("gan_steps", 0), "metrics": json.dumps(metrics),
+            })
+            with open(run / "metrics.jsonl", "a") as log:
+                log.write(json.dumps(metrics) + "\n")
+    if world > 1:
+        torch.distributed.barrier()
+    return metrics
