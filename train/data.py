@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from PIL import Image
 
 from recon.runtime.camera import Camera
 from recon.runtime.errors import InputError, ReconError
@@ -67,10 +68,9 @@ def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
         return np.full((size, size, 3), 255, np.uint8)
     if kind == 1:
         return np.broadcast_to(rng.integers(0, 256, 3).astype(np.uint8), (size, size, 3)).copy()
-    cells = int(rng.integers(2, 9))  # value noise: a coarse random grid upsampled, plus grain
-    coarse = rng.uniform(0, 1, (cells, cells, 3))
-    index = np.minimum((np.arange(size) * cells) // size, cells - 1)
-    smooth = coarse[index][:, index]
+    cells = int(rng.integers(2, 9))  # value noise: a coarse random grid smoothly upsampled, plus grain
+    coarse = (rng.uniform(0, 1, (cells, cells, 3)) * 255).astype(np.uint8)
+    smooth = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC), np.float32) / 255
     tint, spread = rng.uniform(0.2, 0.8, 3), rng.uniform(0.1, 0.5)
     image = tint + spread * (smooth - 0.5) + rng.normal(0, 0.03, (size, size, 3))
     return (np.clip(image, 0, 1) * 255).astype(np.uint8)
