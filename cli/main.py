@@ -40,7 +40,7 @@ def object_progress(total: int, description: str):
 
     def advance(job, error):
         if error:
-            bar.console.print(f"[yellow]skipped[/] {error}")
+            bar.console.print(f"[yellow]skipped[/] {error}", soft_wrap=True, highlight=False)
         bar.advance(task)
 
     return bar, advance
@@ -55,7 +55,7 @@ def report_dataset(manifest: dict, out: Path) -> None:
                   f"fingerprint {manifest['fingerprint']}")
     if manifest["failed"]:
         console.print(f"[yellow]{len(manifest['failed'])} failed[/]: "
-                      + "; ".join(f["error"] for f in manifest["failed"][:5]))
+                      + "; ".join(f["error"] for f in manifest["failed"][:5]), soft_wrap=True, highlight=False)
 
 
 @data_app.command("synth")
@@ -253,3 +253,7 @@ def main() -> None:
     except ReconError as error:
         console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -150,8 +150,12 @@ def _close_small_holes(shell: np.ndarray) -> np.ndarray:
     return grown[pad:-pad, pad:-pad, pad:-pad]
 
 
-def voxelize_solid(mesh, res) -> np.ndarray:
+def voxelize_solid(mesh, res, surface: str = "touching") -> np.ndarray:
     """(res,res,res) bool solid occupancy, indexed [x, y, z] over the canonical cube, interior filled.
+
+    surface "touching" (default, ShapeNet's binvox convention) keeps every voxel the surface passes
+    through, so parts thinner than a voxel (wings, chair legs) survive at 32^3; "centre" keeps
+    only voxels whose centre is inside (unbiased volume, step 3 below).
 
     1. Surface voxels: every voxel the surface passes through (triangles sampled at pitch/2).
     2. Fill: every voxel not reachable from outside the grid through 6-connected empty voxels, so
@@ -176,6 +180,10 @@ def voxelize_solid(mesh, res) -> np.ndarray:
     for idx, _, _ in batches:
         shell[idx[:, 0], idx[:, 1], idx[:, 2]] = True
     solid = _fill(shell) | _close_small_holes(shell)
+    if surface == "touching":
+        return solid
+    if surface != "centre":
+        raise InputError(f"surface must be 'touching' or 'centre', got {surface!r}")
 
     # 3. Trim the outer half of the surface layer.
     exterior = ~solid

@@ -42,7 +42,7 @@ def test_voxel_centers():
 
 def test_sphere_volume_and_interior():
     sphere = trimesh.creation.icosphere(subdivisions=4, radius=0.4)
-    grid = voxelize_solid(sphere, 64)
+    grid = voxelize_solid(sphere, 64, surface="centre")
     assert grid.shape == (64, 64, 64) and grid.dtype == bool
     fraction = grid.mean()
     assert fraction == pytest.approx(4 / 3 * math.pi * 0.4**3, rel=0.02)
@@ -61,7 +61,7 @@ def test_sphere_volume_and_interior():
 def test_box_exact():
     box = trimesh.creation.box((0.6, 0.2, 0.45))
     box.apply_translation([0.05, -0.1, 0.02])
-    grid = voxelize_solid(box, 32)
+    grid = voxelize_solid(box, 32, surface="centre")
     truth = _box_truth(32, [-0.25, -0.2, -0.205], [0.35, 0.0, 0.245])
     assert iou(grid, truth) > 0.97
 
@@ -72,7 +72,7 @@ def test_overlapping_parts_fill_their_union():
     c = trimesh.creation.icosphere(3, radius=0.2)
     c.apply_translation([0.2, 0.2, 0.0])
     union = trimesh.util.concatenate([a, b, c])
-    grid = voxelize_solid(union, 32)
+    grid = voxelize_solid(union, 32, surface="centre")
     p = _centres(32)
     truth = _box_truth(32, [-0.31, -0.11, -0.11], [0.31, 0.11, 0.11]) | _box_truth(32, [-0.11, -0.31, -0.11], [0.11, 0.31, 0.11])
     truth |= np.linalg.norm(p - [0.2, 0.2, 0.0], axis=-1) < 0.2
@@ -92,9 +92,10 @@ def test_small_hole_is_closed():
     box.update_faces(~square)
     assert not box.is_watertight
     assert not ndimage.binary_fill_holes(surface_voxels(box, res))[20, 20, 20]  # a plain fill leaks
-    grid = voxelize_solid(box, res)
+    grid = voxelize_solid(box, res, surface="centre")
     truth = _box_truth(res, [-0.3] * 3, [0.3] * 3)
     assert iou(grid, truth) > 0.99
+    assert voxelize_solid(box, res)[20, 20, 20]  # the default (touching) surface fills too
 
 
 def test_gap_between_parts_stays_open():
@@ -227,3 +228,14 @@ def test_shapenet_fixture_alignment(synset, model):
     local.apply_translation([-0.5, -0.5, -0.5])
     ours = voxelize_solid(local, dim)
     assert iou(ours, voxels) > 0.8
+
+
+def test_touching_surface_keeps_thin_parts_and_contains_the_centre_rule():
+    # A wing-like slab a third of a voxel thick: the centre rule may drop it, the default keeps it.
+    slab = trimesh.creation.box((0.8, 0.01, 0.3))
+    touching = voxelize_solid(slab, 32)
+    centre = voxelize_solid(slab, 32, surface="centre")
+    assert touching[:, 15:17].any(axis=1).sum() >= 0.9 * 26 * 10  # the whole slab footprint
+    assert (centre <= touching).all()
+    with pytest.raises(InputError):
+        voxelize_solid(slab, 32, surface="outer")
