@@ -172,7 +172,7 @@ def stage_command(stage: str, help_text: str):
         lr: Optional[float] = typer.Option(None, help="Learning rate (default: the paper's for the stage)."),
         resume: bool = typer.Option(False, help="Continue the stage's checkpoint where it stopped."),
         workers: int = typer.Option(0, help="DataLoader worker processes."),
-        max_objects: Optional[int] = typer.Option(None, help="Use only the first N training objects."),
+        max_objects: Optional[int] = typer.Option(None, help="Use only the first N training objects of each category."),
         alpha: float = typer.Option(1e-11, help="joint: weight of the critic's exacting loss."),
         sketch_mix: float = typer.Option(0.0, help="voxel/joint: fraction of batches fed predicted sketches."),
         critic_steps: int = typer.Option(5, help="gan: critic updates per generator update."),
@@ -202,7 +202,7 @@ def evaluate_command(
     trials: int = typer.Option(3, help="Trials: each picks another random view of every test object."),
     batch: int = typer.Option(16, help="Batch size."),
     seed: int = typer.Option(0, help="Seed of the views picked."),
-    max_objects: Optional[int] = typer.Option(None, help="Evaluate only the first N test objects."),
+    max_objects: Optional[int] = typer.Option(None, help="Evaluate only the first N test objects of each category."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result as JSON."),
 ):
     """Voxel IoU per category (Table 1 layout), threshold sweep, 32^3 IoU and 2.5D errors."""

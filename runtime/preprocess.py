@@ -51,7 +51,7 @@ def crop_image(image: np.ndarray, box: Box, size: int) -> np.ndarray:
     padded = np.pad(image, ((pad_top, pad_bottom), (pad_left, pad_right), (0, 0)), mode="edge")
     source = (box.left + pad_left, box.top + pad_top, box.left + pad_left + box.side, box.top + pad_top + box.side)
     resized = Image.fromarray(padded).resize((size, size), Image.BILINEAR, box=source)
-    return np.asarray(resized)
+    return np.array(resized)  # a writable copy: callers hand it to torch.from_numpy
 
 
 def crop_map(values: np.ndarray, box: Box, size: int) -> np.ndarray:

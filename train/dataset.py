@@ -51,7 +51,11 @@ class ViewDataset(Dataset):
         self.categories = list(self.manifest["categories"])
         objects = [entry for entry in self.manifest["objects"]
                    if split in ("all", entry["split"]) and (categories is None or entry["category"] in categories)]
-        self.objects = objects[:max_objects] if max_objects else objects
+        if max_objects:  # the first N of each category, so quick runs still see every category
+            seen: dict[str, int] = {}
+            objects = [e for e in objects if seen.setdefault(e["category"], 0) < max_objects
+                       and not seen.update({e["category"]: seen[e["category"]] + 1})]
+        self.objects = objects
         self.items = [(index, view) for index, entry in enumerate(self.objects) for view in range(entry["views"])]
         self.image_size, self.voxel_res, self.fill = image_size, voxel_res, fill
         self.cache = {} if cache else None

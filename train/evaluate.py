@@ -143,22 +143,14 @@ def torch_predictor(run: str | Path, variant: str = "full") -> tuple[Predictor, 
     import torch
 
     from recon.train.checkpoint import checkpoint_path, checkpoint_preset, load_checkpoint
-    from recon.train.loop import STAGES, normalize
+    from recon.train.loop import load_net, normalize
 
     if variant not in VARIANTS:
         raise InputError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     sketch_stage, voxel_stage = VARIANTS[variant]
-    voxel_state = load_checkpoint(checkpoint_path(run, voxel_stage))
-    preset = checkpoint_preset(voxel_state)
-    voxel_name = "direct" if voxel_stage == "direct" else "voxel"
-    voxel_net = STAGES[voxel_stage].nets(preset)[voxel_name]
-    voxel_net.load_state_dict(voxel_state["nets"][voxel_name])
-    voxel_net.eval()
-    sketch_net = None
-    if sketch_stage:
-        sketch_net = STAGES["sketch"].nets(preset)["sketch"]
-        sketch_net.load_state_dict(load_checkpoint(checkpoint_path(run, "sketch"), preset.name)["nets"]["sketch"])
-        sketch_net.eval()
+    preset = checkpoint_preset(load_checkpoint(checkpoint_path(run, voxel_stage)))
+    voxel_net = load_net(run, voxel_stage, "direct" if voxel_stage == "direct" else "voxel", preset)
+    sketch_net = load_net(run, sketch_stage, "sketch", preset) if sketch_stage else None
 
     @torch.no_grad()
     def predict(rgb: np.ndarray) -> dict:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recon.runtime.errors import InputError, ReconError
-from recon.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from recon.train.checkpoint import checkpoint_path, checkpoint_preset, load_checkpoint, save_checkpoint
 from recon.train.presets import (IMAGE_MEAN, IMAGE_STD, Preset, build_critic, build_generator, build_sketch_net,
                                  build_voxel_net, get_preset, model_args)
 from recon.train.shape_gan import gradient_penalty
@@ -44,7 +44,7 @@ class TrainConfig:
     alpha: float = 1e-11  # joint: weight of the critic's exacting loss -E[D(x)]
     sketch_mix: float = 0.0  # voxel: fraction of batches fed the sketch net's predictions
     critic_steps: int = 5  # gan: critic updates per generator update (WGAN-GP)
-    max_objects: int | None = None  # use only the first N objects (quick runs, tests)
+    max_objects: int | None = None  # use only the first N objects of each category (quick runs, tests)
     workers: int = 0  # DataLoader worker processes
     resume: bool = False  # continue <stage>.pt where it stopped
 
@@ -164,24 +164,32 @@ def sgd(rate):
     return lambda params, lr: torch.optim.SGD(params, lr=lr or rate, momentum=0.9)
 
 
+# Every net by the name it has in checkpoints.
+NETS: dict[str, Callable[[Preset], nn.Module]] = {
+    "sketch": build_sketch_net,
+    "voxel": build_voxel_net,
+    "direct": lambda preset: build_voxel_net(preset, in_channels=3),  # RGB in, same voxel net
+    "generator": build_generator,
+    "critic": build_critic,
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Stage:
-    nets: Callable[[Preset], dict[str, nn.Module]]  # the nets this stage trains, freshly built
+    nets: tuple[str, ...]  # the nets this stage trains (keys of NETS)
     optimizer: Callable  # (params, lr override) -> optimizer, one per trained net
     step: Callable  # (nets, optimizers, batch, cfg, ctx) -> (loss, metrics)
-    starts_from: tuple[str, ...] = ()  # earlier stages whose nets initialise ours (same names)
+    starts_from: str | None = None  # earlier stage whose weights initialise ours (same net names)
     uses: tuple[str, ...] = ()  # earlier stages' nets used frozen: "sketch" (sketch_mix), "critic"
     per_object: bool = False  # gan: one sample per object (voxels only), not per view
 
 
 STAGES: dict[str, Stage] = {
-    "sketch": Stage(lambda p: {"sketch": build_sketch_net(p)}, adam(1e-3), step_sketch),
-    "voxel": Stage(lambda p: {"voxel": build_voxel_net(p)}, sgd(1e-3), step_voxel, uses=("sketch",)),
-    "gan": Stage(lambda p: {"generator": build_generator(p), "critic": build_critic(p)},
-                 adam(1e-4, betas=(0.5, 0.9)), step_gan, per_object=True),
-    "joint": Stage(lambda p: {"voxel": build_voxel_net(p)}, sgd(1e-3), step_joint,
-                   starts_from=("voxel",), uses=("sketch", "critic")),
-    "direct": Stage(lambda p: {"direct": build_voxel_net(p, in_channels=3)}, sgd(1e-3), step_direct),
+    "sketch": Stage(("sketch",), adam(1e-3), step_sketch),
+    "voxel": Stage(("voxel",), sgd(1e-3), step_voxel, uses=("sketch",)),
+    "gan": Stage(("generator", "critic"), adam(1e-4, betas=(0.5, 0.9)), step_gan, per_object=True),
+    "joint": Stage(("voxel",), sgd(1e-3), step_joint, starts_from="voxel", uses=("sketch", "critic")),
+    "direct": Stage(("direct",), sgd(1e-3), step_direct),
 }
 
 
@@ -196,9 +204,10 @@ def distributed() -> tuple[int, int]:
     return (torch.distributed.get_rank() if world > 1 else 0), world
 
 
-def frozen_net(run: Path, stage: str, name: str, preset: Preset) -> nn.Module:
-    state = load_checkpoint(checkpoint_path(run, stage), expect_preset=preset.name)
-    net = STAGES[stage].nets(preset)[name]
+def load_net(run: str | Path, stage: str, name: str, preset: Preset | None = None) -> nn.Module:
+    """Net `name` with the weights of RUN/<stage>.pt, in eval mode (frozen unless made trainable)."""
+    state = load_checkpoint(checkpoint_path(run, stage), expect_preset=preset.name if preset else None)
+    net = NETS[name](preset or checkpoint_preset(state))
     net.load_state_dict(state["nets"][name])
     return net.eval().requires_grad_(False)
 
@@ -233,17 +242,17 @@ def train(cfg: TrainConfig, progress: Callable | None = None) -> dict:
         raise InputError(f"{path} exists; pass --resume to continue it or choose another --out")
     rank, world = distributed()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
-    loader, data_fingerprint = make_loader(cfg, preset, stage, rank, world)
     torch.manual_seed(cfg.seed)
-    nets = stage.nets(preset)
-    for earlier in stage.starts_from:
-        nets.update({name: frozen_net(run, earlier, name, preset).requires_grad_(True).train()
-                     for name in nets if name in STAGES[earlier].nets(preset)})
+    if stage.starts_from:
+        nets = {name: load_net(run, stage.starts_from, name, preset).requires_grad_(True) for name in stage.nets}
+    else:
+        nets = {name: NETS[name](preset) for name in stage.nets}
     ctx = {}
     if "critic" in stage.uses:
-        ctx["critic"] = frozen_net(run, "gan", "critic", preset).to(device)
+        ctx["critic"] = load_net(run, "gan", "critic", preset).to(device)
     if "sketch" in stage.uses and cfg.sketch_mix > 0:
-        ctx["sketch_net"] = frozen_net(run, "sketch", "sketch", preset).to(device)
+        ctx["sketch_net"] = load_net(run, "sketch", "sketch", preset).to(device)
+    loader, data_fingerprint = make_loader(cfg, preset, stage, rank, world)
     optimizers = {name: stage.optimizer(net.parameters(), cfg.lr) for name, net in nets.items()}
     first_epoch = 0
     if cfg.resume and path.exists():
@@ -253,6 +262,10 @@ def train(cfg: TrainConfig, progress: Callable | None = None) -> dict:
             optimizers[name].load_state_dict(state["optimizers"][name])
         first_epoch = state["epoch"] + 1
         ctx["gan_steps"] = state.get("gan_steps", 0)
+        if cfg.lr is not None:  # an explicit --lr overrides the rate stored with the optimizer
+            for optimizer in optimizers.values():
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr
     nets = {name: net.to(device) for name, net in nets.items()}
     trained = nets
     if world > 1:
@@ -278,11 +291,11 @@ def train(cfg: TrainConfig, progress: Callable | None = None) -> dict:
                 totals[key] = totals.get(key, 0.0) + value
             steps += 1
             samples += len(batch["voxels"]) * world
-            if progress is not None:
+            if progress is not None and rank == 0:
                 progress(epoch, steps, len(loader), {k: v / steps for k, v in totals.items()})
         seconds = time.perf_counter() - start
         metrics = {"stage": cfg.stage, "epoch": epoch + 1, **{k: round(v / max(steps, 1), 6) for k, v in totals.items()},
-                   "samples_per_s": round(samples / seconds, 2), "seconds": round(seconds, 2)}
+                   "samples_per_s": round(samples / seconds, 2), "seconds": round(seconds, 2), "processes": world}
         if rank == 0:
             save_checkpoint(path, {
                 "stage": cfg.stage, "epoch": epoch, "model_args": model_args(preset),
