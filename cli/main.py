@@ -194,6 +194,11 @@ for _stage, _help in {
     stage_command(_stage, _help)
 
 
+from recon.cli.export_cmd import export  # noqa: E402  (typer-only at import time)
+
+app.command("export")(export)
+
+
 @app.command("eval")
 def evaluate_command(
     data: Path = typer.Option(..., help="Dataset folder; its test split is evaluated."),

@@ -1,0 +1,517 @@
+"""`recon-cli export`: a run folder -> a deployable model folder (docs/design.md, "Model folder").
+
+    export_model(RUN, MODEL) -> the model.json dict
+
+Steps: load RUN/sketch.pt and RUN/joint.pt (else RUN/voxel.pt); wrap the nets so the graphs end in
+the runtime's outputs (sigmoids in-graph); export with the legacy TorchScript exporter (opset 17,
+dynamic batch axis, eval mode: BatchNorm folded), simplify with onnxslim, check (no BatchNormalization,
+no auto_pad, symmetric explicit pads, `onnx.checker` full check, strict shape inference), stamp the
+preprocessing metadata, lint for TensorRT 8.6, plan memory for `--vram`, compare ONNX Runtime with
+PyTorch (always), optionally make FP16 twins (gated) and TensorRT engines, write model.json.
+Everything is written to a temporary folder beside MODEL and renamed into place at the end, so a
+failed export leaves no model folder behind (and an existing one untouched).
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from recon.runtime.errors import InputError, ModelError
+from recon.runtime.fileio import write_bytes_atomic, write_json_atomic
+
+DYNAMIC_AXIS = "batch"
+SKETCH_FILE, VOXEL_FILE = "sketch.onnx", "voxel.onnx"
+SKETCH_INPUT, SKETCH_OUTPUTS = "image", ("normals", "depth", "silhouette")
+VOXEL_INPUT, VOXEL_OUTPUTS = "sketch", ("occupancy",)
+OPSET_RANGE = (13, 17)  # 13: Squeeze/Unsqueeze axes as inputs; 17: the newest TensorRT 8.6 parses
+PARITY_BATCH = 2
+FP16_MODES = ("off", "on", "auto")
+FORMAT_VERSION = "1"
+OUTPUT_MEANINGS = {
+    "normals": "(B,3,S,S) camera-space unit normals facing the camera (OpenGL camera: x right, y up, looking down -z)",
+    "depth": "(B,1,S,S) depth offset from the object centre along the view axis; see recon.depth_meaning",
+    "silhouette": "(B,1,S,S) probability that the pixel shows the object (sigmoid applied)",
+    "occupancy": "(B,R,R,R) probability that the voxel is inside the object, axes [x, y, z] of the canonical "
+                 "frame (y up, front -z), voxel i centred at -0.5 + (i + 0.5) / R (sigmoid applied)",
+}
+DEPTH_MEANING = ("camera depth minus camera distance (default 2.2): positive distance along the viewing axis to "
+                 "the surface, offset so the object centre is 0; 0 off the object (use silhouette to mask)")
+METADATA_KEYS = (
+    "recon.format_version", "recon.preset", "recon.image_size", "recon.channel_order", "recon.mean", "recon.std",
+    "recon.framing_fill", "recon.background", "recon.voxel_res", "recon.threshold", "recon.outputs",
+    "recon.depth_meaning", "recon.data_fingerprint", "recon.version", "recon.git_commit", "recon.export_time",
+    "recon.stage_weights",
+)
+
+
+def _log_default(message: str) -> None:
+    print(message, flush=True)
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def fp16_mode(fp16) -> str:
+    """True/"on" -> "on", False/None/"off" -> "off", "auto" -> "auto"; else InputError."""
+    if fp16 is True:
+        return "on"
+    if fp16 is False or fp16 is None:
+        return "off"
+    value = str(fp16).strip().lower()
+    if value in FP16_MODES:
+        return value
+    raise InputError(f"--fp16 {fp16!r}: choose one of {', '.join(FP16_MODES)}")
+
+
+def check_opset(opset) -> int:
+    if isinstance(opset, bool) or not isinstance(opset, int) or not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
+        raise InputError(f"--opset {opset!r}: choose {OPSET_RANGE[0]}..{OPSET_RANGE[1]} "
+                         f"(TensorRT 8.6 parses up to {OPSET_RANGE[1]})")
+    return opset
+
+
+def prepare_output(out: str | Path) -> Path:
+    """The absolute MODEL path; InputError (before any work) when it cannot be written as a whole."""
+    out = Path(out).expanduser().absolute()
+    parent = out.parent
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "model.json").is_file():
+        raise InputError(f"--out {out}: folder exists and is not a model folder (no model.json); "
+                         "choose a new or empty folder")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"--out {out}: cannot create {parent} ({error.strerror})") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: {parent} is not writable")
+    return out
+
+
+# ---------------------------------------------------------------- the run folder
+
+
+def _stage_state(path: Path, expect_preset: Optional[str], stage: str, net: str) -> dict:
+    from recon.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path, expect_preset=expect_preset)
+    if state.get("stage") not in (None, stage):
+        raise ModelError(f"{path}: holds stage {state.get('stage')!r}, expected {stage!r}")
+    if not isinstance(state.get("nets"), dict) or net not in state["nets"]:
+        raise ModelError(f"{path}: has no {net!r} weights (nets: {sorted(state.get('nets') or {})})")
+    return state
+
+
+def load_run(run: str | Path) -> dict:
+    """The deployable chain of a run folder: sketch.pt + joint.pt (else voxel.pt), same preset."""
+    from recon.train.checkpoint import checkpoint_path, checkpoint_preset
+
+    run = Path(run).expanduser()
+    if not run.is_dir():
+        raise InputError(f"--weights {run}: run folder not found (train one with `recon-cli train sketch --out RUN`)")
+    sketch_path = checkpoint_path(run, "sketch")
+    sketch = _stage_state(sketch_path, None, "sketch", "sketch")
+    preset = checkpoint_preset(sketch)
+    voxel_stage = "joint" if checkpoint_path(run, "joint").exists() else "voxel"
+    voxel_path = checkpoint_path(run, voxel_stage)
+    if not voxel_path.exists():
+        raise ModelError(f"{run}: no joint.pt or voxel.pt (train the voxel stage first: "
+                         f"`recon-cli train voxel --out {run}`)")
+    voxel = _stage_state(voxel_path, preset.name, voxel_stage, "voxel")
+    if checkpoint_preset(voxel) != preset:
+        raise ModelError(f"{voxel_path}: preset {voxel['model_args']} differs from {sketch_path}'s "
+                         f"{sketch['model_args']}")
+    return {"run": run, "preset": preset, "sketch": sketch, "voxel": voxel, "voxel_stage": voxel_stage,
+            "paths": {"sketch": sketch_path, "voxel": voxel_path}}
+
+
+def build_nets(loaded: dict):
+    """(sketch net, voxel net) with the run's weights, in eval mode."""
+    from recon.train.presets import build_sketch_net, build_voxel_net  # = recon.train.loop.NETS["sketch"/"voxel"]
+
+    preset = loaded["preset"]
+    nets = []
+    for key, name, build in (("sketch", "sketch", build_sketch_net), ("voxel", "voxel", build_voxel_net)):
+        net = build(preset)
+        try:
+            net.load_state_dict(loaded[key]["nets"][name], strict=True)
+        except (RuntimeError, KeyError, TypeError) as error:
+            first = str(error).strip().splitlines()
+            raise ModelError(f"{loaded['paths'][key]}: weights do not fit the {preset.name!r} preset's {name} net "
+                             f"({' '.join(first[:2])[:200]})") from None
+        nets.append(net.eval())
+    return tuple(nets)
+
+
+# ---------------------------------------------------------------- graphs
+
+
+def _wrappers():
+    import torch
+    from torch import nn
+
+    class SketchExport(nn.Module):
+        """image -> normals, depth, silhouette probability."""
+
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, image):
+            out = self.net(image)
+            return out["normals"], out["depth"], torch.sigmoid(out["silhouette_logits"])
+
+    class VoxelExport(nn.Module):
+        """sketch (normals, depth, silhouette) -> occupancy probability."""
+
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, sketch):
+            return torch.sigmoid(self.net(sketch))
+
+    return SketchExport, VoxelExport
+
+
+def _to_onnx(module, example, input_name: str, output_names, opset: int):
+    """torch module -> simplified onnx.ModelProto (legacy exporter, eval, dynamic batch)."""
+    import onnx
+    import onnxslim
+    import torch
+
+    buffer = io.BytesIO()
+    names = [input_name, *output_names]
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=opset, input_names=[input_name],
+                          output_names=list(output_names), dynamic_axes={n: {0: DYNAMIC_AXIS} for n in names},
+                          do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL)
+    model = onnx.load_from_string(buffer.getvalue())
+    try:
+        slim = onnxslim.slim(model)
+    except Exception as error:
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise ModelError(f"onnxslim could not simplify the {input_name} graph: {reason}") from None
+    return slim if slim is not None else model
+
+
+def check_graph(model, what: str) -> None:
+    """The export contract: BatchNorm folded, explicit symmetric pads, single file, checker + strict shapes."""
+    import onnx
+
+    leftovers = [n.name or n.output[0] for n in model.graph.node if n.op_type == "BatchNormalization"]
+    if leftovers:
+        raise ModelError(f"{what}: BatchNormalization not folded after simplification: {', '.join(leftovers[:5])}")
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose", "MaxPool", "AveragePool"):
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        auto_pad = attrs.get("auto_pad", b"NOTSET")
+        if (auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad) not in ("NOTSET", ""):
+            raise ModelError(f"{what}: {node.name} uses auto_pad={auto_pad!r}; explicit pads are required")
+        pads = list(attrs.get("pads", []))
+        if pads[: len(pads) // 2] != pads[len(pads) // 2:]:
+            raise ModelError(f"{what}: {node.name} has asymmetric pads {pads}")
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        raise ModelError(f"{what}: has external data; a single file is required")
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as error:
+        raise ModelError(f"{what}: fails the ONNX checker: {str(error).strip().splitlines()[0][:240]}") from None
+
+
+def set_metadata(model, metadata: Dict[str, str], graph_name: str) -> None:
+    import recon
+
+    del model.metadata_props[:]
+    for key in METADATA_KEYS:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, metadata[key]
+    model.producer_name, model.producer_version = "recon", recon.__version__
+    model.graph.name = graph_name
+    model.doc_string = "recon: one photo -> 2.5D sketch -> voxels; see the recon.* metadata for preprocessing"
+    if model.ir_version > 8:  # what TensorRT 8.6's parser is built against; opset <= 17 needs nothing newer
+        model.ir_version = 8
+
+
+def read_metadata(path: str | Path) -> Dict[str, str]:
+    """The metadata_props of an ONNX file (without loading its weights)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {entry.key: entry.value for entry in model.metadata_props}
+
+
+def git_commit() -> str:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                              text=True, timeout=5)
+        commit = done.stdout.strip()
+        return commit if done.returncode == 0 and commit else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def model_metadata(loaded: dict) -> Dict[str, str]:
+    """The recon.* metadata_props (strings; JSON where structured) from a loaded run."""
+    import recon
+    from recon.export.manifest import sha256_file
+    from recon.runtime.preprocess import DEFAULT_FILL
+    from recon.train.evaluate import DEFAULT_THRESHOLD
+    from recon.train.presets import IMAGE_MEAN, IMAGE_STD
+
+    preset = loaded["preset"]
+    fingerprints = {key: loaded[key].get("data_fingerprint") for key in ("sketch", "voxel")}
+    fingerprint = (fingerprints["sketch"] if fingerprints["sketch"] == fingerprints["voxel"]
+                   else json.dumps(fingerprints))
+    stages = {}
+    for key in ("sketch", "voxel"):
+        path = loaded["paths"][key]
+        epoch = loaded[key].get("epoch")
+        stages[key] = {"file": path.name, "stage": loaded[key].get("stage", path.stem),
+                       "epoch": int(epoch) if isinstance(epoch, (int, np.integer)) else epoch,
+                       "sha256": sha256_file(path)}
+    return {
+        "recon.format_version": FORMAT_VERSION,
+        "recon.preset": preset.name,
+        "recon.image_size": str(preset.image_size),
+        "recon.channel_order": "RGB",
+        "recon.mean": json.dumps([float(v) for v in IMAGE_MEAN]),
+        "recon.std": json.dumps([float(v) for v in IMAGE_STD]),
+        "recon.framing_fill": repr(float(DEFAULT_FILL)),
+        "recon.background": "white",
+        "recon.voxel_res": str(preset.voxel_res),
+        "recon.threshold": repr(float(DEFAULT_THRESHOLD)),
+        "recon.outputs": json.dumps(OUTPUT_MEANINGS),
+        "recon.depth_meaning": DEPTH_MEANING,
+        "recon.data_fingerprint": str(fingerprint),
+        "recon.version": recon.__version__,
+        "recon.git_commit": git_commit(),
+        "recon.export_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "recon.stage_weights": json.dumps(stages),
+    }
+
+
+# ---------------------------------------------------------------- parity
+
+
+def parity_check(sketch_module, voxel_module, folder: Path, image_size: int, threshold: float,
+                 log: Callable[[str], None] | None, batch: int = PARITY_BATCH) -> dict:
+    """ONNX Runtime (CPU) vs PyTorch on a fixed seeded batch; ModelError with the figures on failure."""
+    import torch
+
+    from recon.export.parity import (FP32_ATOL, IOU_AGREEMENT, compare_outputs, iou_agreement, ort_session,
+                                     require_pass, run_session, synthetic_inputs)
+
+    inputs = synthetic_inputs(image_size, batch=batch, seed=0)
+    lengths = []  # the normals head's output length before F.normalize (how well-defined each direction is)
+    hook = sketch_module.net.normals_head.register_forward_hook(
+        lambda module, args, output: lengths.append(output.norm(dim=1, keepdim=True).numpy()))
+    try:
+        with torch.no_grad():
+            ref_sketch = dict(zip(SKETCH_OUTPUTS,
+                                  (t.numpy() for t in sketch_module(torch.from_numpy(inputs["image"])))))
+            ref_voxel = {"occupancy": voxel_module(torch.from_numpy(inputs["sketch"])).numpy()}
+    finally:
+        hook.remove()
+    got_sketch = run_session(ort_session(folder / SKETCH_FILE), {SKETCH_INPUT: inputs["image"]})
+    got_voxel = run_session(ort_session(folder / VOXEL_FILE), {VOXEL_INPUT: inputs["sketch"]})
+    if log:
+        log(f"parity: ONNX Runtime (CPU) vs PyTorch on a seeded batch of {batch}, abs tolerance {FP32_ATOL}")
+    # A unit normal's direction error is (error before normalising) / length: where the head's output is
+    # short (background pixels the loss never constrains) a 1e-6 difference between conv kernels becomes
+    # ~1e-4. Normals are gated on |difference| x min(1, length): the plain difference wherever length >= 1.
+    label = "|diff| x min(1, pre-normalisation length)"
+    weights = {"normals": (np.minimum(1.0, lengths[0]), label)} if lengths else {}
+    results = {**compare_outputs(ref_sketch, got_sketch, FP32_ATOL, "torch", "onnxrt", log, weights),
+               **compare_outputs(ref_voxel, got_voxel, FP32_ATOL, "torch", "onnxrt", log)}
+    agreement = {"voxel_iou_agreement": iou_agreement(ref_voxel["occupancy"], got_voxel["occupancy"], threshold),
+                 "silhouette_iou_agreement": iou_agreement(ref_sketch["silhouette"][:, 0],
+                                                           got_sketch["silhouette"][:, 0], 0.5)}
+    passed = all(r["passed"] for r in results.values()) and agreement["voxel_iou_agreement"] >= IOU_AGREEMENT
+    if log:
+        log(f"[{'I' if passed else 'E'}] voxel IoU agreement at threshold {threshold}: "
+            f"{agreement['voxel_iou_agreement']:.6f} (need >= {IOU_AGREEMENT}) | "
+            f"{'PASSED' if passed else 'FAILED'} | All outputs {'matched' if passed else 'did not match'}")
+    require_pass(results, "ONNX Runtime vs PyTorch", {"voxel IoU agreement": agreement["voxel_iou_agreement"]},
+                 {"voxel IoU agreement": IOU_AGREEMENT})
+    summary = {name: {k: r[k] for k in ("max_abs", "max_rel", "mean_abs", "required_atol", "conditioned_max_abs",
+                                        "passed") if k in r}
+               for name, r in results.items()}
+    return {"batch": batch, "atol": FP32_ATOL, "outputs": summary, **agreement, "passed": True}
+
+
+# ---------------------------------------------------------------- the whole export
+
+
+def _read_optional_json(path: Path) -> dict:
+    from recon.export.manifest import read_json
+
+    return read_json(path, path.name) if path.is_file() else {}
+
+
+def _publish_permissions(folder: Path) -> None:
+    """mkdtemp/mkstemp make 0700/0600; give the model folder the usual umask-based modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Rename the finished temporary folder onto `out` (replacing an older model folder)."""
+    _publish_permissions(tmp)
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        os.rename(out, old / out.name)
+    try:
+        os.rename(tmp, out)
+    except OSError:
+        if old is not None:
+            os.rename(old / out.name, out)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, engine: bool = False,
+                 vram: str = "4GiB", workspace: str = "1GiB", batch: tuple[int, int, int] = (1, 1, 8),
+                 data: str | Path | None = None, force: bool = False, opset: int = 17, check: bool = True,
+                 log: Callable[[str], None] | None = _log_default) -> dict:
+    """Export RUN (sketch.pt + joint.pt/voxel.pt) to the model folder OUT; return the model.json dict.
+
+    fp16: False/"off", True/"on" (FP16 twins that must pass the accuracy gate unless `force`), "auto"
+    (twins kept only when they pass; engines FP16 only where the GPU has fast FP16).
+    engine: also build TensorRT engines (needs TensorRT and a GPU). vram/workspace: sizes such as
+    "4GiB"; batch: the TensorRT profile's (min, opt, max), max lowered to what fits vram.
+    data: a dataset folder for the FP16 gate. check: compare ONNX Runtime with PyTorch (on by default).
+    log: where progress and reports go (None: quiet).
+    OUT is written as a whole: an existing model folder there is replaced, any other non-empty folder is
+    refused (InputError); on any error nothing is left at OUT (an older model folder stays as it was).
+    """
+    from recon.export import fp16 as fp16_tools
+    from recon.export.lint import as_dicts, check_lint, lint_model
+    from recon.export.manifest import MANIFEST, build_manifest, verify_model_dir
+    from recon.export.plan import check_batch, format_plan, memory_plan, parse_size
+
+    say = log or (lambda message: None)
+    mode = fp16_mode(fp16)
+    opset = check_opset(opset)
+    vram_bytes, workspace_bytes = parse_size(vram, "--vram"), parse_size(workspace, "--workspace")
+    wanted = check_batch(batch)
+    if data is not None:
+        from recon.train.data import load_manifest
+
+        load_manifest(Path(data))  # InputError now rather than after the export
+    if engine:
+        from recon.export.tensorrt import import_tensorrt
+
+        import_tensorrt()
+    loaded = load_run(run)
+    out = prepare_output(out)
+    sketch_net, voxel_net = build_nets(loaded)
+    preset = loaded["preset"]
+    metadata = model_metadata(loaded)
+    threshold = float(metadata["recon.threshold"])
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as error:
+        raise InputError(f"--out {out}: cannot write in {out.parent} ({error.strerror})") from None
+    try:
+        import torch
+
+        SketchExport, VoxelExport = _wrappers()
+        sketch_module, voxel_module = SketchExport(sketch_net).eval(), VoxelExport(voxel_net).eval()
+        s = preset.image_size
+        generator = torch.Generator().manual_seed(0)
+        say(f"exporting {loaded['run']} ({preset.name}: {s}px -> {preset.voxel_res}^3, "
+            f"{loaded['paths']['sketch'].name} + {loaded['paths']['voxel'].name}) to {out}")
+        graphs = {
+            "sketch": _to_onnx(sketch_module, torch.randn(1, 3, s, s, generator=generator), SKETCH_INPUT,
+                               SKETCH_OUTPUTS, opset),
+            "voxel": _to_onnx(voxel_module, torch.rand(1, 5, s, s, generator=generator), VOXEL_INPUT,
+                              VOXEL_OUTPUTS, opset),
+        }
+        files = {"sketch": SKETCH_FILE, "voxel": VOXEL_FILE}
+        warnings_found = {}
+        for name, model in graphs.items():
+            set_metadata(model, metadata, f"recon_{name}")
+            check_graph(model, files[name])
+            warnings_found[name] = as_dicts(check_lint(lint_model(model), files[name]))
+            for finding in warnings_found[name]:
+                say(f"lint {files[name]}: {finding['severity']}: {finding['node']} [{finding['op']}] "
+                    f"{finding['message']}")
+        plan = memory_plan(graphs, vram_bytes, workspace_bytes, wanted)
+        say(format_plan(plan))
+        for name, model in graphs.items():
+            write_bytes_atomic(tmp / files[name], model.SerializeToString())
+        parity = (parity_check(sketch_module, voxel_module, tmp, s, threshold, log, min(PARITY_BATCH, wanted[2]))
+                  if check else None)
+        fp16_figures = None
+        if mode != "off":
+            twins = {name: tmp / files[name].replace(".onnx", ".fp16.onnx") for name in graphs}
+            for name, model in graphs.items():
+                converted = fp16_tools.convert_fp16(model)
+                check_graph(converted, twins[name].name)
+                write_bytes_atomic(twins[name], converted.SerializeToString())
+            fp16_figures = fp16_tools.fp16_gate({n: tmp / f for n, f in files.items()}, twins, image_size=s,
+                                                voxel_res=preset.voxel_res, mean=json.loads(metadata["recon.mean"]),
+                                                std=json.loads(metadata["recon.std"]), threshold=threshold,
+                                                data=data, log=log)
+            fp16_figures["kept"] = True
+            if not fp16_figures["passed"]:
+                if mode == "auto" and not force:
+                    say(f"FP16 twins dropped (--fp16 auto): {fp16_tools.describe(fp16_figures)}")
+                    for twin in twins.values():
+                        twin.unlink()
+                    fp16_figures["kept"] = False
+                else:
+                    fp16_tools.require_fp16(fp16_figures, force)
+                    say(f"FP16 twins kept despite the failed gate (--force): {fp16_tools.describe(fp16_figures)}")
+        sidecars = {}
+        if engine:
+            from recon.export.tensorrt import build_engine
+
+            if (out / "timing.cache").is_file():
+                shutil.copyfile(out / "timing.cache", tmp / "timing.cache")
+            # --fp16 auto whose twins failed the gate: the engines stay FP32 too.
+            engine_mode = "off" if mode == "auto" and fp16_figures and not fp16_figures["passed"] else mode
+            for name in graphs:
+                sidecars[name] = build_engine(tmp / files[name], tmp / f"{name}.engine", profile=plan["profile"],
+                                              fp16=engine_mode, workspace=workspace_bytes,
+                                              timing_cache=tmp / "timing.cache", log=log)
+        write_json_atomic(tmp / "plan.json", plan)
+        manifest = build_manifest(
+            tmp, metadata, plan,
+            iou=_read_optional_json(loaded["run"] / "eval.json"),
+            recipe=_read_optional_json(loaded["run"] / "recipe.json"),
+            parity=parity, fp16=fp16_figures, lint=warnings_found, engines=sidecars,
+            export={"opset": opset, "fp16": mode, "engine": engine, "vram": vram, "workspace": workspace,
+                    "batch": list(wanted), "data": str(data) if data is not None else None, "force": force},
+        )
+        write_json_atomic(tmp / MANIFEST, manifest)
+        verify_model_dir(tmp)
+        _install(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    sizes = ", ".join(f"{name} {entry['bytes'] / 2**20:.1f} MiB" for name, entry in manifest["files"].items())
+    say(f"wrote {out}: {sizes}")
+    return manifest
