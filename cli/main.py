@@ -149,6 +149,9 @@ def train_stage(stage: str, data: Path, out: Path, preset: str, epochs: int, bat
             tasks[epoch] = bar.add_task(f"{stage} epoch {epoch + 1}/{epochs}", total=steps, stats="")
         stats = " ".join(f"{key} {value:.4g}" for key, value in averages.items())
         bar.update(tasks[epoch], completed=step, stats=stats)
+        if not console.is_terminal and (step == steps or step % max(1, steps // 20) == 0):
+            # logs of background runs get a plain line every 5 %: a live bar only draws on a terminal
+            console.print(f"{stage} epoch {epoch + 1}/{epochs} step {step}/{steps} {stats}", highlight=False)
 
     with bar:
         metrics = train(config, advance)
@@ -195,8 +198,10 @@ for _stage, _help in {
 
 
 from recon.cli.export_cmd import export  # noqa: E402  (typer-only at import time)
+from recon.cli.infer_cmd import infer  # noqa: E402
 
 app.command("export")(export)
+app.command("infer")(infer)
 
 
 @app.command("eval")

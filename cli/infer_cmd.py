@@ -1,0 +1,182 @@
+"""`recon-cli infer`: pictures in, meshes + previews + summary.json out (registered by recon.cli.main).
+
+Only typer, pathlib and typing are imported here at load time, so `recon-cli --help` stays instant;
+the runtime (onnxruntime, trimesh) is imported when the command runs.
+"""
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def infer(
+    images: List[str] = typer.Argument(..., help="Pictures, folders of pictures, or glob patterns (quote them)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder from `recon-cli export` "
+                                         "(default: the model installed with recon)."),
+    out: Path = typer.Option(Path("out"), "--out", help="Output folder (created when missing)."),
+    format: str = typer.Option("obj", "--format", help="Comma-separated outputs: obj, ply, stl, glb (meshes), "
+                               "npy (voxel probabilities), binvox (voxels at the threshold)."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Pictures per network run."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Voxel probability iso level "
+                                              "(default: the model's recon.threshold)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per network "
+                                          "(default: all cores)."),
+    preview: bool = typer.Option(True, "--preview/--no-preview", help="Write <stem>.preview.png: input, "
+                                 "normals, depth, silhouette and the mesh from three sides."),
+    height_m: Optional[float] = typer.Option(None, "--height-m", help="Real height of the object in metres: "
+                                             "report metric sizes and volume."),
+    width_m: Optional[float] = typer.Option(None, "--width-m", help="Real width (left-right) in metres, "
+                                            "instead of --height-m."),
+):
+    """Reconstruct a 3D mesh from each picture: OUT/<stem>.<format>, OUT/<stem>.preview.png, OUT/summary.json.
+
+    Exit code 0: every picture worked; 1: some failed (the others are still written; summary.json says why); 2: a usage problem (bad model folder, output folder not writable, no pictures).
+    """
+    from rich.console import Console
+
+    from recon.runtime.errors import InputError
+    from recon.runtime.pipeline import Reconstructor, check_formats
+
+    formats = check_formats([f for f in format.split(",") if f.strip()] or ["obj"])
+    if height_m is not None and width_m is not None:
+        raise InputError("--height-m and --width-m: give one of them, not both")
+    inputs = expand_inputs(images)
+    out = prepare_output(out)
+    stems = unique_stems(inputs)
+    # One console (stderr, like the other commands) so result lines print above the progress bar.
+    err = Console(stderr=True, highlight=False)
+
+    reconstructor = Reconstructor(model, device=device, threads=threads, batch=batch, threshold=threshold)
+    with reconstructor:
+        providers = sorted(set(reconstructor.providers.values()))
+        err.print(f"model {reconstructor.model.path} on {', '.join(providers)}")
+        for net, note in reconstructor.notes.items():
+            err.print(f"[yellow]note[/] {net}: {note}")
+        summary = {"model": str(reconstructor.model.path), "providers": reconstructor.providers,
+                   "threshold": reconstructor.threshold, "formats": list(formats), "results": []}
+        with progress_bar(err, len(inputs)) as advance:
+            for start in range(0, len(inputs), batch):
+                chunk = inputs[start:start + batch]
+                results = reconstructor.batch(chunk, names=chunk, height_m=height_m, width_m=width_m)
+                for source, stem, result in zip(chunk, stems[start:start + batch], results):
+                    entry = save_result(result, source, out, stem, formats, preview)
+                    summary["results"].append(entry)
+                    report(err, entry)
+                    advance()
+                write_summary(out, summary)
+    failed = sum(entry["status"] != "ok" for entry in summary["results"])
+    err.print(f"{len(inputs) - failed} of {len(inputs)} reconstructed; summary: {out / 'summary.json'}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def expand_inputs(arguments: List[str]) -> List[str]:
+    """Files as given (a missing one fails on its own later), folders -> their pictures, globs -> matches.
+
+    InputError for a folder without pictures or a pattern that matches nothing: nothing to do is a usage error.
+    """
+    import glob
+
+    from recon.runtime.errors import InputError
+    from recon.runtime.images import IMAGE_SUFFIXES
+
+    found: List[str] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            pictures = sorted(str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not pictures:
+                raise InputError(f"{path}: no pictures in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
+            found += pictures
+        elif not path.exists() and any(c in argument for c in "*?["):
+            matches = sorted(m for m in glob.glob(argument) if Path(m).is_file())
+            if not matches:
+                raise InputError(f"{argument}: the pattern matches no files")
+            found += matches
+        else:
+            found.append(argument)
+    return list(dict.fromkeys(found))  # each picture once, in the order given
+
+
+def prepare_output(out: Path) -> Path:
+    """Create the output folder and prove it writable now, before any work (InputError otherwise)."""
+    import os
+    import tempfile
+
+    from recon.runtime.errors import InputError
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise InputError(f"--out {out}: output folder is not writable ({error.strerror or error})") from None
+    return out
+
+
+def unique_stems(inputs: List[str]) -> List[str]:
+    """Output names: the picture's stem, with _2, _3... when two pictures share one (a/x.png, b/x.jpg)."""
+    stems, used = [], set()
+    for source in inputs:
+        stem = Path(source).stem or "picture"
+        candidate, n = stem, 1
+        while candidate.lower() in used or candidate.lower() == "summary":
+            n += 1
+            candidate = f"{stem}_{n}"
+        used.add(candidate.lower())
+        stems.append(candidate)
+    return stems
+
+
+def save_result(result, source: str, out: Path, stem: str, formats, preview: bool) -> dict:
+    """Write one result's files; the summary.json entry (a failed write makes the entry failed)."""
+    entry = {"input": source, **result.summary(), "outputs": {}}
+    del entry["name"]
+    if result.ok:
+        try:
+            entry["outputs"] = {kind: str(path) for kind, path in result.save(out, stem, formats, preview).items()}
+        except OSError as error:
+            entry["status"], entry["error"] = "failed", f"{source}: cannot write outputs ({error.strerror or error})"
+    return entry
+
+
+def report(console, entry: dict) -> None:
+    if entry["status"] == "ok":
+        files = ", ".join(entry["outputs"].values())
+        size = f"volume {entry['volume']:.4g}" + (f" ({entry['volume_m3']:.4g} m^3)" if entry["volume_m3"] else "")
+        console.print(f"ok {entry['input']} -> {files} ({entry['faces']} faces, {size})", soft_wrap=True)
+    else:
+        console.print(f"[yellow]failed[/] {entry['error']}", soft_wrap=True)
+
+
+def write_summary(out: Path, summary: dict) -> None:
+    from recon.runtime.fileio import write_json_atomic
+
+    write_json_atomic(out / "summary.json", summary)
+
+
+class progress_bar:
+    """A rich progress bar on stderr when there is more than one picture; `advance()` per picture."""
+
+    def __init__(self, console, total: int):
+        self.console, self.total, self.bar = console, total, None
+
+    def __enter__(self):
+        if self.total <= 1:
+            return lambda: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=self.console, transient=True)
+        task = self.bar.add_task("infer", total=self.total)
+        self.bar.start()
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,200 @@
+"""Model folders (`recon-cli export`): check every file against model.json, then read the metadata.
+
+The preprocessing a model needs (input size, mean/std, framing fill, background colour, threshold)
+is read from the ONNX files' own metadata_props, through ONNX Runtime (no `onnx` dependency), and
+falls back to model.json's "metadata" copy for keys a file lacks. Layout: docs/design.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recon.runtime.errors import ModelError
+
+__all__ = ["ModelInfo", "load_model_dir", "default_model_dir", "read_onnx_metadata", "sha256_file"]
+
+FORMAT = "recon-model"
+FORMAT_VERSION = 1
+MANIFEST = "model.json"
+NETS = ("sketch", "voxel")  # each MODEL/<net>.onnx is required
+# Metadata keys that must agree between the two nets: they are the preprocessing contract.
+_SHARED_KEYS = ("recon.image_size", "recon.mean", "recon.std", "recon.framing_fill", "recon.background",
+                "recon.channel_order", "recon.voxel_res")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A verified model folder and the preprocessing its metadata prescribes."""
+
+    path: Path
+    manifest: dict  # model.json as read
+    metadata: dict  # the recon.* strings (ONNX metadata_props, model.json's copy for missing keys)
+    image_size: int  # network input side S (square)
+    voxel_res: int  # output grid side R
+    mean: tuple  # per-channel RGB mean of [0, 1] pixels
+    std: tuple
+    fill: float  # framing: the object's longer side covers this fraction of the crop
+    background: str  # colour RGBA inputs are composited on
+    threshold: float  # default iso level of the occupancy probabilities
+    preset: str = ""
+    files: dict = field(default_factory=dict)  # name -> {"sha256", "bytes"}
+
+    def onnx(self, net: str, fp16: bool = False) -> Path:
+        """MODEL/<net>.onnx (or its .fp16.onnx twin); ModelError when the folder has no such file."""
+        name = f"{net}.fp16.onnx" if fp16 else f"{net}.onnx"
+        if name not in self.files:
+            raise ModelError(f"{self.path / name}: not in this model folder (export with --fp16 to make it)")
+        return self.path / name
+
+    def engine(self, net: str) -> Path | None:
+        """MODEL/<net>.engine when the folder has a TensorRT plan for it, else None."""
+        name = f"{net}.engine"
+        return self.path / name if name in self.files else None
+
+    def sha256(self, name: str) -> str:
+        return self.files[name]["sha256"]
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_model_dir() -> Path:
+    """The model folder shipped inside the package (recon/models/default), when one is installed."""
+    import recon  # the package root: light (version only)
+
+    path = Path(recon.__file__).resolve().parent / "models" / "default"
+    if not (path / MANIFEST).is_file():
+        raise ModelError("no default model is installed; pass --model MODEL_DIR (make one with recon-cli export)")
+    return path
+
+
+def read_onnx_metadata(path) -> dict:
+    """An ONNX file's metadata_props as a dict, read by ONNX Runtime on the CPU without optimising."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # InvalidProtobuf, Fail, ...: the file is not a loadable ONNX model
+        raise ModelError(f"{path}: not a loadable ONNX model ({_first_line(error)})") from None
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def load_model_dir(path) -> ModelInfo:
+    """Verify a model folder (model.json, every listed file's size and sha256) and read its metadata.
+
+    ModelError naming the file for: a missing folder, a missing or malformed model.json, another
+    format or a newer version, a net not listed, a listed file missing, a size or hash mismatch,
+    metadata missing or disagreeing between the nets.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ModelError(f"{folder}: model folder not found (make one with recon-cli export --weights RUN --out {folder})")
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise ModelError(f"{manifest_path}: missing; {folder} is not a model folder (export it again with recon-cli export)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ModelError(f"{manifest_path}: unreadable ({_first_line(error)})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ModelError(f"{manifest_path}: format {found!r}, expected {FORMAT!r}")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise ModelError(f"{manifest_path}: format_version {version!r}; this recon reads version {FORMAT_VERSION} "
+                         "(update recon or export the model again)")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise ModelError(f"{manifest_path}: malformed (no \"files\" table)")
+    for net in NETS:
+        if f"{net}.onnx" not in files:
+            raise ModelError(f"{manifest_path}: does not list {net}.onnx")
+    for name, entry in files.items():
+        _verify_file(folder, manifest_path, name, entry)
+
+    metadata = _merged_metadata(folder, manifest)
+    return _model_info(folder, manifest, metadata)
+
+
+def _verify_file(folder: Path, manifest_path: Path, name: str, entry) -> None:
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+        raise ModelError(f"{manifest_path}: bad file name {name!r}")
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise ModelError(f"{manifest_path}: entry for {name} has no sha256")
+    file = folder / name
+    if not file.is_file():
+        raise ModelError(f"{file}: missing from the model folder (listed in {MANIFEST})")
+    size = file.stat().st_size
+    if isinstance(entry.get("bytes"), int) and size != entry["bytes"]:
+        raise ModelError(f"{file}: {size} bytes, {MANIFEST} says {entry['bytes']} (truncated or replaced; "
+                         "export the model again)")
+    if sha256_file(file) != entry["sha256"]:
+        raise ModelError(f"{file}: sha256 does not match {MANIFEST} (modified or corrupt; export the model again)")
+
+
+def _merged_metadata(folder: Path, manifest: dict) -> dict:
+    """The sketch net's metadata_props, checked against the voxel net's, completed from model.json."""
+    per_net = {net: read_onnx_metadata(folder / f"{net}.onnx") for net in NETS}
+    for key in _SHARED_KEYS:
+        values = {net: meta[key] for net, meta in per_net.items() if key in meta}
+        if len(set(values.values())) > 1:
+            raise ModelError(f"{folder}: sketch.onnx and voxel.onnx disagree on {key} ({values['sketch']!r} vs "
+                             f"{values['voxel']!r}); export the model again")
+    fallback = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
+    merged = {str(k): str(v) for k, v in fallback.items()}
+    merged.update(per_net["voxel"])
+    merged.update(per_net["sketch"])
+    return merged
+
+
+def _model_info(folder: Path, manifest: dict, meta: dict) -> ModelInfo:
+    def get(key: str, parse, check=lambda v: True, expected: str = ""):
+        if key not in meta:
+            raise ModelError(f"{folder / 'sketch.onnx'}: metadata has no {key} (export the model again)")
+        try:
+            value = parse(meta[key])
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not check(value):
+            raise ModelError(f"{folder / 'sketch.onnx'}: metadata {key} = {meta[key]!r} is not {expected}")
+        return value
+
+    def triple(text: str) -> tuple:
+        values = tuple(float(v) for v in json.loads(text))
+        return values if len(values) == 3 else None
+
+    get("recon.format_version", int, lambda v: v == FORMAT_VERSION, f"{FORMAT_VERSION} (update recon)")
+    channel_order = meta.get("recon.channel_order", "RGB")
+    if channel_order != "RGB":
+        raise ModelError(f"{folder / 'sketch.onnx'}: metadata recon.channel_order = {channel_order!r}; only RGB is supported")
+    return ModelInfo(
+        path=folder,
+        manifest=manifest,
+        metadata=meta,
+        image_size=get("recon.image_size", int, lambda v: v >= 32, "an integer >= 32"),
+        voxel_res=get("recon.voxel_res", int, lambda v: v >= 2, "an integer >= 2"),
+        mean=get("recon.mean", triple, expected="a JSON list of 3 numbers"),
+        std=get("recon.std", triple, lambda v: min(v) > 0, "a JSON list of 3 positive numbers"),
+        fill=get("recon.framing_fill", float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+        background=meta.get("recon.background", "white"),
+        threshold=get("recon.threshold", float, lambda v: 0 < v < 1, "a number in (0, 1)") if "recon.threshold" in meta else 0.5,
+        preset=meta.get("recon.preset", ""),
+        files=dict(manifest["files"]),
+    )
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__

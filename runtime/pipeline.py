@@ -1,0 +1,404 @@
+"""One photo -> 2.5D sketch -> voxels -> mesh, with the exported networks and no torch.
+
+    from recon import Reconstructor
+    reconstruct = Reconstructor("MODEL")            # or None: the packaged default model
+    result = reconstruct("chair.jpg", height_m=0.9)
+    result.save("out", formats=("obj", "glb"))       # out/chair.obj, out/chair.glb, out/chair.preview.png
+
+Framing is exactly what training did (recon.runtime.preprocess): the object's silhouette, from the
+picture's alpha channel or else from a first sketch-net pass over the centred whole picture, decides
+a square crop where the object fills `recon.framing_fill`; the sketch net then sees that crop.
+A picture with an alpha channel also gives the silhouette channel of the voxel net's input.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from recon.runtime.backends import (EngineFromPlan, OnnxRuntimeRunner, SessionFromOnnx, TensorRTRunner)
+from recon.runtime.errors import InputError, ModelError
+from recon.runtime.images import Picture, load_image
+from recon.runtime.meshing import marching_cubes, mesh_stats
+from recon.runtime.meshio import MESH_WRITERS
+from recon.runtime.model import ModelInfo, default_model_dir, load_model_dir
+from recon.runtime.preprocess import Box, crop_image, crop_map, frame_box, normalize_image, whole_image_box
+
+__all__ = ["Reconstructor", "Result", "OUTPUT_FORMATS", "STAGES", "check_formats", "make_runner"]
+
+# What Result.save writes: every mesh format meshio can write, plus the voxel grid.
+OUTPUT_FORMATS = tuple(MESH_WRITERS) + ("npy", "binvox")
+STAGES = ("preprocess", "sketch", "voxel", "mesh")  # the keys of Result.timings
+
+
+@dataclass
+class Result:
+    """What one picture gave. Arrays are numpy; the mesh is a trimesh.Trimesh in the canonical unit
+    cube (y up, the object facing -z; docs/design.md). status "failed" comes with `error`."""
+
+    name: str
+    status: str = "ok"
+    error: Optional[str] = None
+    image: Optional[np.ndarray] = None  # (S, S, 3) uint8: the framed crop the networks saw
+    box: Optional[Box] = None  # that crop in the input's pixels (top, left, side)
+    sketch: Optional[dict] = None  # normals (S, S, 3), depth (S, S), silhouette (S, S) probabilities
+    voxels: Optional[np.ndarray] = None  # (R, R, R) occupancy probabilities, axes [x, y, z]
+    mesh: object = None  # trimesh.Trimesh
+    threshold: float = 0.5  # iso level the mesh was cut at
+    volume: Optional[float] = None  # enclosed volume, unit-cube units (largest side of the cube = 1)
+    bbox: Optional[list] = None  # [[x, y, z] min, [x, y, z] max], unit-cube units
+    scale_m: Optional[float] = None  # metres per unit, when height_m or width_m was given
+    volume_m3: Optional[float] = None
+    bbox_m: Optional[list] = None
+    vertices: int = 0
+    faces: int = 0
+    watertight: bool = False
+    timings: dict = field(default_factory=dict)  # milliseconds per stage: preprocess, sketch, voxel, mesh
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def summary(self) -> dict:
+        """The JSON-able numbers (what summary.json holds per input)."""
+        keys = ("name", "status", "error", "threshold", "volume", "bbox", "scale_m", "volume_m3", "bbox_m",
+                "vertices", "faces", "watertight")
+        out = {key: getattr(self, key) for key in keys}
+        out["timings_ms"] = {k: round(v, 2) for k, v in self.timings.items()}
+        return out
+
+    def save(self, out_dir, stem: str | None = None, formats: Sequence[str] = ("obj",), preview: bool = True) -> dict:
+        """Write OUT/<stem>.<format> for each format (meshes: meshio.MESH_WRITERS; voxels: npy = the
+        probabilities, binvox = the grid at the threshold) and OUT/<stem>.preview.png; every file
+        atomically. Returns {format or "preview": path}. A failed result writes nothing."""
+        from recon.runtime.fileio import write_bytes_atomic
+        from recon.runtime.meshio import save_mesh
+        from recon.runtime.voxels import write_binvox
+
+        formats = check_formats(formats)
+        if not self.ok:
+            return {}
+        out_dir = Path(out_dir)
+        if not out_dir.is_dir():
+            raise InputError(f"{out_dir}: output folder does not exist")
+        stem = stem or Path(self.name).stem or "result"
+        written = {}
+        for fmt in formats:
+            path = out_dir / f"{stem}.{fmt}"
+            if fmt == "npy":
+                buffer = io.BytesIO()
+                np.save(buffer, self.voxels.astype(np.float32), allow_pickle=False)
+                write_bytes_atomic(path, buffer.getvalue())
+            elif fmt == "binvox":
+                write_binvox(path, self.voxels > self.threshold)
+            else:
+                save_mesh(self.mesh, path, fmt)
+            written[fmt] = path
+        if preview:
+            from recon.runtime.pictures import save_png
+
+            path = out_dir / f"{stem}.preview.png"
+            save_png(path, self.preview())
+            written["preview"] = path
+        return written
+
+    def preview(self, cell: int = 160) -> np.ndarray:
+        """input | normals | depth | silhouette | the mesh from three viewpoints, as one picture."""
+        from recon.runtime.pictures import contact_sheet, depth_image, mask_image, normals_image
+        from recon.runtime.render import render_preview
+
+        mask = self.sketch["silhouette"] > 0.5
+        row = [self.image, normals_image(self.sketch["normals"], mask), depth_image(self.sketch["depth"], mask),
+               mask_image(mask), render_preview(self.mesh, size=cell)]
+        return contact_sheet([row], column_labels=["input (framed)", "normals", "depth", "silhouette", "mesh"],
+                             cell=cell)
+
+
+def check_formats(formats) -> tuple[str, ...]:
+    formats = tuple(f.strip().lower().lstrip(".") for f in ([formats] if isinstance(formats, str) else formats))
+    unknown = [f for f in formats if f not in OUTPUT_FORMATS]
+    if unknown:
+        raise InputError(f"format: {', '.join(map(repr, unknown))} not supported; valid: {', '.join(OUTPUT_FORMATS)}")
+    return formats
+
+
+def make_runner(model: ModelInfo, net: str, device: str = "auto", threads: int | None = None, fp16: bool = False):
+    """The runner for MODEL/<net>, not yet activated: the folder's native TensorRT plan when it has
+    one, the device is auto or tensorrt and TensorRT + cuda-python import; else ONNX Runtime."""
+    import importlib.util
+
+    engine = model.engine(net)
+    native = all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "cuda"))
+    if engine is not None and device in ("auto", "tensorrt") and native:
+        return TensorRTRunner(EngineFromPlan(engine, model.sha256(f"{net}.onnx")), name=engine.name)
+    return _onnx_runner(model, net, device, threads, fp16)
+
+
+def _onnx_runner(model: ModelInfo, net: str, device: str, threads, fp16: bool) -> OnnxRuntimeRunner:
+    path = model.onnx(net, fp16=fp16)
+    return OnnxRuntimeRunner(SessionFromOnnx(path, device, threads, model.sha256(path.name)), name=path.name)
+
+
+def _activate(runner, model: ModelInfo, net: str, device: str, threads, fp16: bool):
+    """Activate; a TensorRT plan that does not fit this machine (sidecar mismatch) falls back to
+    ONNX Runtime on the same device, with a note saying why."""
+    try:
+        return runner.activate()
+    except (ModelError, InputError) as error:
+        if not isinstance(runner, TensorRTRunner):
+            raise
+        fallback = _onnx_runner(model, net, device, threads, fp16).activate()
+        fallback.note = "; ".join(filter(None, [f"{runner.name} not used: {error}", fallback.note]))
+        return fallback
+
+
+@dataclass
+class _Item:
+    """One picture on its way through the pipeline."""
+
+    index: int
+    picture: Picture
+    timings: dict
+    mask: Optional[np.ndarray] = None  # object mask in the picture's pixels
+    box: Optional[Box] = None
+    crop: Optional[np.ndarray] = None
+    sketch: Optional[dict] = None
+    voxels: Optional[np.ndarray] = None
+
+
+class Reconstructor:
+    """Loads a model folder once; call it on pictures (paths or arrays) to get Results.
+
+    model_dir: a `recon-cli export` folder (None: the packaged default model). device: auto, cpu,
+    cuda or tensorrt (backends.DEVICES). threads: CPU threads per network (None: ONNX Runtime's
+    default, all cores). batch: pictures per network run in `batch()`. threshold: iso level
+    (None: the model's recon.threshold). smooth / largest_only: see meshing.marching_cubes.
+    Not thread-safe: use one Reconstructor per thread.
+    """
+
+    def __init__(self, model_dir=None, device: str = "auto", threads: int | None = None, batch: int = 8,
+                 threshold: float | None = None, smooth: int = 0, largest_only: bool = False, fp16: bool = False):
+        if not isinstance(batch, int) or batch < 1:
+            raise InputError(f"batch: must be an integer >= 1, got {batch!r}")
+        if threshold is not None and not 0 < threshold < 1:
+            raise InputError(f"threshold: must be between 0 and 1 (exclusive), got {threshold}")
+        self.model = load_model_dir(default_model_dir() if model_dir is None else model_dir)
+        self.batch_size = batch
+        self.threshold = self.model.threshold if threshold is None else float(threshold)
+        self.smooth, self.largest_only = int(smooth), bool(largest_only)
+        self.device = device
+        self.runners = {}
+        try:
+            for net in ("sketch", "voxel"):
+                runner = make_runner(self.model, net, device, threads, fp16)
+                self.runners[net] = _activate(runner, self.model, net, device, threads, fp16)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def providers(self) -> dict:
+        """What runs each network, e.g. {"sketch": "CPUExecutionProvider", "voxel": ...}."""
+        return {net: runner.provider for net, runner in self.runners.items()}
+
+    @property
+    def notes(self) -> dict:
+        """Why a network does not run on the first choice of its device, per network (empty when it does)."""
+        return {net: runner.note for net, runner in self.runners.items() if runner.note}
+
+    def close(self) -> None:
+        for runner in self.runners.values():
+            runner.deactivate()
+        self.runners = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __call__(self, image, **options) -> Result:
+        """Reconstruct one picture (path or array); options as in `batch`."""
+        return self.batch([image], **options)[0]
+
+    def batch(self, images: Sequence, *, bgr: bool = False, names: Sequence[str] | None = None,
+              threshold: float | None = None, height_m: float | None = None, width_m: float | None = None,
+              smooth: int | None = None, largest_only: bool | None = None) -> list[Result]:
+        """Results in input order; the networks run on `batch` pictures at a time.
+
+        A picture that cannot be read, or where no object is found, gives a failed Result (its error
+        names the picture); the others go on. bgr: arrays are OpenCV BGR(A). height_m / width_m: the
+        object's real height (y extent) or width (x extent) in metres, to report metric sizes.
+        """
+        threshold = self.threshold if threshold is None else float(threshold)
+        if not 0 < threshold < 1:
+            raise InputError(f"threshold: must be between 0 and 1 (exclusive), got {threshold}")
+        for label, value in (("height_m", height_m), ("width_m", width_m)):
+            if value is not None and not value > 0:
+                raise InputError(f"{label}: must be a positive length in metres, got {value}")
+        if height_m is not None and width_m is not None:
+            raise InputError("height_m and width_m: give one of them, not both")
+        names = list(names) if names is not None else [_name_of(image, i) for i, image in enumerate(images)]
+        if len(names) != len(images):
+            raise InputError(f"names: {len(names)} names for {len(images)} images")
+        results: list[Result | None] = [None] * len(images)
+        items = []
+        for index, image in enumerate(images):
+            start = time.perf_counter()
+            try:
+                picture = load_image(image, background=self.model.background, bgr=bgr, name=names[index])
+            except InputError as error:
+                results[index] = Result(names[index], status="failed", error=str(error))
+                continue
+            items.append(_Item(index, picture, {"preprocess": _ms(start), "sketch": 0.0, "voxel": 0.0, "mesh": 0.0},
+                               mask=picture.mask))
+
+        items = self._find_objects(items, results)
+        self._frame(items)
+        items = self._sketch(items, results)
+        self._voxels(items)
+        for item in items:
+            results[item.index] = self._mesh(item, threshold, height_m, width_m,
+                                             self.smooth if smooth is None else smooth,
+                                             self.largest_only if largest_only is None else largest_only)
+        for result in results:
+            result.threshold = threshold
+        return results
+
+    # ---------------------------------------------------------------- stages
+
+    def _run(self, net: str, name: str, arrays: list[np.ndarray], items: list[_Item]) -> list[dict]:
+        """Run a network over stacked inputs in chunks; charge each item its share of the time."""
+        runner = self.runners[net]
+        size = min(self.batch_size, runner.max_batch or self.batch_size)
+        dtype = runner.inputs[name].dtype
+        outputs = []
+        for start in range(0, len(arrays), size):
+            begin = time.perf_counter()
+            chunk = np.stack(arrays[start:start + size]).astype(dtype, copy=False)
+            out = runner.infer({name: chunk})
+            share = _ms(begin) / len(chunk)
+            for offset in range(len(chunk)):
+                items[start + offset].timings[net] += share
+                outputs.append({key: value[offset] for key, value in out.items()})
+        return outputs
+
+    def _normalized(self, crop: np.ndarray) -> np.ndarray:
+        return normalize_image(crop, self.model.mean, self.model.std)[0]  # (3, S, S)
+
+    def _find_objects(self, items: list[_Item], results: list) -> list[_Item]:
+        """Pictures without alpha: a sketch pass over the centred whole picture finds the silhouette."""
+        size = self.model.image_size
+        kept = []
+        for item in items:
+            rgb = item.picture.rgb
+            # One flat colour cannot show an object, whatever the network would guess.
+            if item.mask is None and int(rgb.max()) - int(rgb.min()) <= _FLAT:
+                results[item.index] = _failed(item, "no object found (the picture is one flat colour)")
+            else:
+                kept.append(item)
+        items = kept
+        todo = [item for item in items if item.mask is None]
+        inputs, boxes = [], []
+        for item in todo:
+            start = time.perf_counter()
+            height, width = item.picture.rgb.shape[:2]
+            boxes.append(whole_image_box(height, width))
+            inputs.append(self._normalized(crop_image(item.picture.rgb, boxes[-1], size)))
+            item.timings["preprocess"] += _ms(start)
+        for item, box, out in zip(todo, boxes, self._run("sketch", "image", inputs, todo) if todo else []):
+            height, width = item.picture.rgb.shape[:2]
+            item.mask = _to_picture(out["silhouette"][0] > 0.5, box, height, width)
+        kept = []
+        for item in items:
+            if item.mask.sum() < _min_pixels(item.mask.shape):
+                results[item.index] = _failed(item, "no object found")
+            else:
+                kept.append(item)
+        return kept
+
+    def _frame(self, items: list[_Item]) -> None:
+        for item in items:
+            start = time.perf_counter()
+            item.box = frame_box(item.mask, self.model.fill)
+            item.crop = crop_image(item.picture.rgb, item.box, self.model.image_size)
+            item.timings["preprocess"] += _ms(start)
+
+    def _sketch(self, items: list[_Item], results: list) -> list[_Item]:
+        size = self.model.image_size
+        inputs = [self._normalized(item.crop) for item in items]
+        kept = []
+        for item, out in zip(items, self._run("sketch", "image", inputs, items) if items else []):
+            silhouette = out["silhouette"][0].astype(np.float32)
+            if item.picture.mask is not None:  # the alpha channel is a better silhouette than a guess
+                silhouette = crop_map(item.picture.mask, item.box, size).astype(np.float32)
+            item.sketch = {"normals": np.ascontiguousarray(out["normals"].transpose(1, 2, 0), dtype=np.float32),
+                           "depth": out["depth"][0].astype(np.float32), "silhouette": silhouette}
+            if (silhouette > 0.5).sum() < _min_pixels(silhouette.shape):
+                results[item.index] = _failed(item, "no object found")
+            else:
+                kept.append(item)
+        return kept
+
+    def _voxels(self, items: list[_Item]) -> None:
+        inputs = [np.concatenate([item.sketch["normals"].transpose(2, 0, 1), item.sketch["depth"][None],
+                                  item.sketch["silhouette"][None]]) for item in items]  # (5, S, S)
+        for item, out in zip(items, self._run("voxel", "sketch", inputs, items) if items else []):
+            item.voxels = out["occupancy"].astype(np.float32)
+
+    def _mesh(self, item: _Item, threshold: float, height_m, width_m, smooth: int, largest_only: bool) -> Result:
+        start = time.perf_counter()
+        result = Result(item.picture.name, image=item.crop, box=item.box, sketch=item.sketch, voxels=item.voxels,
+                        threshold=threshold, timings=item.timings)
+        if not (item.voxels > threshold).any():
+            result.status = "failed"
+            result.error = f"{item.picture.name}: no voxel above threshold {threshold} (try a lower threshold)"
+            return result
+        result.mesh = marching_cubes(item.voxels, threshold, smooth=smooth, largest_only=largest_only)
+        stats = mesh_stats(result.mesh)
+        result.volume, result.bbox, result.watertight = stats["volume"], stats["bbox"], stats["watertight"]
+        result.vertices, result.faces = stats["vertices"], stats["faces"]
+        extent = np.subtract(result.bbox[1], result.bbox[0])
+        known = (height_m, extent[1]) if height_m is not None else (width_m, extent[0]) if width_m is not None else None
+        if known is not None and known[1] > 0:
+            result.scale_m = float(known[0] / known[1])
+            result.volume_m3 = result.volume * result.scale_m ** 3
+            result.bbox_m = (np.asarray(result.bbox) * result.scale_m).tolist()
+        item.timings["mesh"] += _ms(start)
+        return result
+
+
+_FLAT = 2  # pixel value spread (0..255) at or below which a picture counts as one flat colour
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _name_of(image, index: int) -> str:
+    return str(image) if isinstance(image, (str, Path)) else f"image{index}"
+
+
+def _min_pixels(shape) -> int:
+    """Fewer silhouette pixels than this (0.1% of the picture, at least 4) is no object."""
+    return max(4, int(np.prod(shape)) // 1000)
+
+
+def _failed(item: _Item, reason: str) -> Result:
+    return Result(item.picture.name, status="failed", error=f"{item.picture.name}: {reason}", timings=item.timings)
+
+
+def _to_picture(silhouette: np.ndarray, box: Box, height: int, width: int) -> np.ndarray:
+    """An (S, S) mask over `box` -> (height, width) mask over the picture (nearest neighbour)."""
+    size = silhouette.shape[0]
+    rows = np.floor((np.arange(height) + 0.5 - box.top) * size / box.side).astype(np.int64)
+    cols = np.floor((np.arange(width) + 0.5 - box.left) * size / box.side).astype(np.int64)
+    inside_rows, inside_cols = (rows >= 0) & (rows < size), (cols >= 0) & (cols < size)
+    mask = silhouette[rows.clip(0, size - 1)[:, None], cols.clip(0, size - 1)[None]]
+    return mask & inside_rows[:, None] & inside_cols[None]
+
