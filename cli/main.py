@@ -207,29 +207,32 @@ app.command("infer")(infer)
 @app.command("eval")
 def evaluate_command(
     data: Path = typer.Option(..., help="Dataset folder; its test split is evaluated."),
-    model: Path = typer.Option(..., help="Run folder (PyTorch checkpoints)."),
+    model: Path = typer.Option(..., help="Run folder (PyTorch checkpoints) or model folder (ONNX, from export)."),
     variant: str = typer.Option("full", help="full (sketch + GAN-refined voxels), no-refine, direct."),
     trials: int = typer.Option(3, help="Trials: each picks another random view of every test object."),
     batch: int = typer.Option(16, help="Batch size."),
     seed: int = typer.Option(0, help="Seed of the views picked."),
     max_objects: Optional[int] = typer.Option(None, help="Evaluate only the first N test objects of each category."),
+    threshold: Optional[float] = typer.Option(None, help="Iso level of the tables (default: the model's; 0.4 for run folders)."),
+    split: str = typer.Option("test", help="test, or train to choose a model's threshold without touching the test split."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result as JSON."),
 ):
     """Voxel IoU per category (Table 1 layout), threshold sweep, 32^3 IoU and 2.5D errors."""
     from recon.runtime.fileio import write_json_atomic
-    from recon.train.evaluate import evaluate, table1, torch_predictor
+    from recon.train.evaluate import evaluate, load_predictor, table1
 
-    predict, preset = torch_predictor(model, variant)
-    result = evaluate(predict, data, preset.image_size, preset.voxel_res, trials, batch, seed, max_objects)
+    predict, image_size, voxel_res, model_threshold = load_predictor(model, variant)
+    result = evaluate(predict, data, image_size, voxel_res, trials, batch, seed, max_objects, split=split,
+                      threshold=model_threshold if threshold is None else threshold)
     result["variant"], result["model"] = variant, str(model)
     out = Console()
     out.print(f"{variant}: voxel IoU at threshold {result['threshold']} ({result['resolution']}^3, "
-              f"{result['test_objects']} test objects)", highlight=False)
+              f"{result['objects']} {split} objects)", highlight=False)
     out.print(table1(result), highlight=False)
     iou32 = ", ".join(f"{k} {v:.3f}" for k, v in result["iou_32"].items())
     out.print(f"IoU at 32^3: {iou32}", highlight=False)
-    out.print(f"best threshold on this split: {result['best_threshold']} (mean IoU {result['iou_at_best']['mean']:.3f})",
-              highlight=False)
+    out.print(f"best threshold on the {split} split: {result['best_threshold']} "
+              f"(mean IoU {result['iou_at_best']['mean']:.3f})", highlight=False)
     if result["sketch"]:
         out.print("2.5D: " + ", ".join(f"{k} {v}" for k, v in result["sketch"].items()), highlight=False)
     if json_out:

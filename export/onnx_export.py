@@ -27,8 +27,9 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
-from recon.runtime.errors import InputError, ModelError
+from recon.runtime.errors import InputError, ModelError, first_line
 from recon.runtime.fileio import write_bytes_atomic, write_json_atomic
+from recon.runtime.model import FORMAT_VERSION as MODEL_FORMAT_VERSION
 
 DYNAMIC_AXIS = "batch"
 SKETCH_FILE, VOXEL_FILE = "sketch.onnx", "voxel.onnx"
@@ -37,7 +38,7 @@ VOXEL_INPUT, VOXEL_OUTPUTS = "sketch", ("occupancy",)
 OPSET_RANGE = (13, 17)  # 13: Squeeze/Unsqueeze axes as inputs; 17: the newest TensorRT 8.6 parses
 PARITY_BATCH = 2
 FP16_MODES = ("off", "on", "auto")
-FORMAT_VERSION = "1"
+FORMAT_VERSION = str(MODEL_FORMAT_VERSION)  # recon.format_version: the model folder format written
 OUTPUT_MEANINGS = {
     "normals": "(B,3,S,S) camera-space unit normals facing the camera (OpenGL camera: x right, y up, looking down -z)",
     "depth": "(B,1,S,S) depth offset from the object centre along the view axis; see recon.depth_meaning",
@@ -202,8 +203,7 @@ def _to_onnx(module, example, input_name: str, output_names, opset: int):
     try:
         slim = onnxslim.slim(model)
     except Exception as error:
-        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        raise ModelError(f"onnxslim could not simplify the {input_name} graph: {reason}") from None
+        raise ModelError(f"onnxslim could not simplify the {input_name} graph: {first_line(error)}") from None
     return slim if slim is not None else model
 
 
@@ -230,7 +230,7 @@ def check_graph(model, what: str) -> None:
         onnx.checker.check_model(model, full_check=True)
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except Exception as error:
-        raise ModelError(f"{what}: fails the ONNX checker: {str(error).strip().splitlines()[0][:240]}") from None
+        raise ModelError(f"{what}: fails the ONNX checker: {first_line(error, 240)}") from None
 
 
 def set_metadata(model, metadata: Dict[str, str], graph_name: str) -> None:
@@ -268,7 +268,7 @@ def git_commit() -> str:
 def model_metadata(loaded: dict) -> Dict[str, str]:
     """The recon.* metadata_props (strings; JSON where structured) from a loaded run."""
     import recon
-    from recon.export.manifest import sha256_file
+    from recon.runtime.model import sha256_file
     from recon.runtime.preprocess import DEFAULT_FILL
     from recon.train.evaluate import DEFAULT_THRESHOLD
     from recon.train.presets import IMAGE_MEAN, IMAGE_STD
@@ -358,9 +358,9 @@ def parity_check(sketch_module, voxel_module, folder: Path, image_size: int, thr
 
 
 def _read_optional_json(path: Path) -> dict:
-    from recon.export.manifest import read_json
+    from recon.runtime.model import read_json
 
-    return read_json(path, path.name) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}
 
 
 def _publish_permissions(folder: Path) -> None:
@@ -408,8 +408,9 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, 
     """
     from recon.export import fp16 as fp16_tools
     from recon.export.lint import as_dicts, check_lint, lint_model
-    from recon.export.manifest import MANIFEST, build_manifest, verify_model_dir
+    from recon.export.manifest import build_manifest
     from recon.export.plan import check_batch, format_plan, memory_plan, parse_size
+    from recon.runtime.model import MANIFEST, verify_model_dir
 
     say = log or (lambda message: None)
     mode = fp16_mode(fp16)

@@ -11,7 +11,7 @@ from typing import Callable, Dict, Mapping
 
 import numpy as np
 
-from recon.runtime.errors import ModelError
+from recon.runtime.errors import ModelError, first_line
 
 FP32_ATOL = 1e-4  # max abs error per output, ONNX Runtime vs PyTorch
 IOU_AGREEMENT = 0.999  # voxel IoU between the two runtimes' grids at the default threshold
@@ -137,7 +137,7 @@ def ort_session(path_or_bytes, threads: int | None = None):
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as error:
         raise ModelError(f"ONNX Runtime cannot load {path_or_bytes if isinstance(path_or_bytes, str) else 'model'}: "
-                         f"{str(error).splitlines()[0][:200]}") from None
+                         f"{first_line(error)}") from None
 
 
 def run_session(session, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:

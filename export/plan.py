@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from typing import Dict, Iterable, Mapping, Sequence
 
-from recon.runtime.errors import InputError, ModelError
+from recon.runtime.errors import InputError, ModelError, first_line
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 CUDA_CONTEXT_BYTES = 300 * MiB
@@ -122,7 +122,7 @@ def _shapes(model, batch: int) -> Dict[str, tuple[int, list[int]]]:
     try:
         inferred = onnx.shape_inference.infer_shapes(_inference_probe(model, batch), strict_mode=True, data_prop=True)
     except Exception as error:  # onnx raises InferenceError / ValidationError with long messages
-        raise ModelError(f"memory plan: shape inference failed ({str(error).splitlines()[0][:200]})") from None
+        raise ModelError(f"memory plan: shape inference failed ({first_line(error)})") from None
     shapes = {}
     initializers = {t.name for t in model.graph.initializer}
     for value in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):

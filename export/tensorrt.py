@@ -9,7 +9,9 @@ and `build_serialized_network`. The `.engine` is the plain serialized plan.
 
 An engine only runs with the TensorRT version and GPU it was built for, so `X.engine.json` records
 the TensorRT version, GPU name, compute capability, precision, profile shapes and the ONNX file's
-sha256; `check_sidecar` (no GPU, no TensorRT needed) refuses a mismatch before deserialising.
+sha256; the runtime's `recon.runtime.backends.check_engine_sidecar` (no GPU, no TensorRT needed)
+refuses a mismatch before deserialising. The GPU facts come from the runtime's `gpu_info`, so what
+is written here and what is compared there are read the same way.
 
 Precision: `--fp16 on` sets the FP16 builder flag; on a GPU without fast FP16 (Pascal GP10x such as
 the GTX 1050: compute 6.1) it says so and still allows FP16, letting TensorRT pick the faster kernel
@@ -23,16 +25,13 @@ import datetime
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from recon.runtime.backends import SIDECAR_FORMAT, engine_environment, fast_fp16, sidecar_path
 from recon.runtime.errors import InputError, ModelError
+from recon.runtime.model import sha256_file
 
-SIDECAR_FORMAT = "recon-engine"
 SIDECAR_VERSION = 1
-REBUILD = "rebuild with `recon-cli export --engine --weights RUN --out MODEL` on this machine"
 INSTALL = ("TensorRT is not installed: `pip install tensorrt` (desktop, CUDA 12) or, on Jetson, use JetPack's "
            "python3-libnvinfer (`sudo apt install python3-libnvinfer`); or deploy with ONNX Runtime (no --engine)")
-# Compute capabilities with fast FP16 arithmetic: Maxwell Tegra X1 (5.3), P100 (6.0), Jetson TX2 (6.2), 7.0+.
-FAST_FP16_CC = {(5, 3), (6, 0), (6, 2)}
-CHECKED_KEYS = ("tensorrt", "gpu", "compute_capability", "onnx_sha256")
 
 
 def import_tensorrt():
@@ -44,49 +43,6 @@ def import_tensorrt():
     return trt
 
 
-def sidecar_path(engine_path: str | Path) -> Path:
-    engine_path = Path(engine_path)
-    return engine_path.with_name(engine_path.name + ".json")
-
-
-def gpu_info(device: int = 0) -> dict:
-    """{"gpu": name, "compute_capability": "M.m"} of CUDA device `device`, best effort (None when unknown):
-    cuda-python, then NVML, then torch."""
-    try:
-        try:
-            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-        except ImportError:
-            from cuda import cudart  # older cuda-python
-        err, props = cudart.cudaGetDeviceProperties(device)
-        if int(err) == 0:
-            name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-            return {"gpu": name.strip("\x00 "), "compute_capability": f"{props.major}.{props.minor}"}
-    except Exception:
-        pass
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(device)
-            name = pynvml.nvmlDeviceGetName(handle)
-            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
-            return {"gpu": name.decode() if isinstance(name, bytes) else name, "compute_capability": f"{major}.{minor}"}
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        pass
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability(device)
-            return {"gpu": torch.cuda.get_device_name(device), "compute_capability": f"{major}.{minor}"}
-    except Exception:
-        pass
-    return {"gpu": None, "compute_capability": None}
-
-
 def has_fast_fp16(builder, compute_capability: Optional[str]) -> bool:
     """builder.platform_has_fast_fp16 where it exists (deprecated in TensorRT 10), else by compute capability."""
     fast = getattr(builder, "platform_has_fast_fp16", None)
@@ -95,41 +51,13 @@ def has_fast_fp16(builder, compute_capability: Optional[str]) -> bool:
     if not compute_capability:
         return False
     major, minor = (int(x) for x in compute_capability.split(".")[:2])
-    return major >= 7 or (major, minor) in FAST_FP16_CC
+    return fast_fp16({"capability": (major, minor)})
 
 
 def current_environment(onnx_path: str | Path | None = None) -> dict:
-    """What this machine would build now: the dict `check_sidecar` compares against (needs TensorRT)."""
-    from recon.export.manifest import sha256_file
-
+    """What this machine would build now: the dict `check_engine_sidecar` compares against (needs TensorRT)."""
     trt = import_tensorrt()
-    current = {"tensorrt": trt.__version__, **gpu_info()}
-    if onnx_path is not None:
-        current["onnx_sha256"] = sha256_file(onnx_path)
-    return current
-
-
-def check_sidecar(sidecar: dict, current: dict) -> None:
-    """ModelError when an engine's sidecar does not match `current` (keys: tensorrt, gpu,
-    compute_capability, onnx_sha256; a key missing or None in `current` is not compared)."""
-    engine = sidecar.get("engine", "engine") if isinstance(sidecar, dict) else "engine"
-    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
-        raise ModelError(f"{engine}: sidecar is not a recon engine description; {REBUILD}")
-    mismatches = []
-    for key in CHECKED_KEYS:
-        want = current.get(key)
-        if want is None:
-            continue
-        have = sidecar.get(key)
-        if have != want:
-            label = {"tensorrt": "TensorRT", "gpu": "GPU", "compute_capability": "compute capability",
-                     "onnx_sha256": "ONNX sha256"}[key]
-            if key == "onnx_sha256":
-                mismatches.append("its ONNX file changed since it was built")
-            else:
-                mismatches.append(f"{label} {have} (built) != {want} (here)")
-    if mismatches:
-        raise ModelError(f"{engine}: built for another setup: {'; '.join(mismatches)}; {REBUILD}")
+    return engine_environment(trt.__version__, sha256_file(onnx_path) if onnx_path is not None else None)
 
 
 def _network_flags(trt) -> int:
@@ -146,7 +74,6 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Seq
     `fp16`: "off" (FP32), "on" (FP16 flag even where FP16 is slow, said plainly), "auto" (flag only
     where FP16 is fast). The timing cache at `timing_cache` is read when present and written back.
     """
-    from recon.export.manifest import sha256_file
     from recon.runtime.fileio import write_bytes_atomic, write_json_atomic
 
     trt = import_tensorrt()
@@ -164,7 +91,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Seq
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace))
     if hasattr(config, "builder_optimization_level"):
         config.builder_optimization_level = int(optimization_level)
-    info = gpu_info()
+    info = engine_environment(trt.__version__)
     fast = has_fast_fp16(builder, info["compute_capability"])
     use_fp16 = fp16 == "on" or (fp16 == "auto" and fast)
     if fp16 != "off" and not fast and log:
@@ -228,9 +155,3 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Seq
         log(f"built {engine_path.name} ({sidecar['precision'].upper()}, batch {minimum}/{optimum}/{maximum}, "
             f"{engine_path.stat().st_size / 2**20:.1f} MiB) with TensorRT {trt.__version__} on {info['gpu']}")
     return sidecar
-
-
-def load_sidecar(engine_path: str | Path) -> dict:
-    from recon.export.manifest import read_json
-
-    return read_json(sidecar_path(engine_path), "engine sidecar")

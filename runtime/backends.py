@@ -15,7 +15,6 @@ TensorRT and cuda-python are imported only inside the functions that use them.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -23,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.runtime.errors import InputError, ModelError
+from recon.runtime.errors import InputError, ModelError, first_line
+from recon.runtime.model import read_json
 
 __all__ = ["DEVICES", "TensorSpec", "BaseRunner", "SessionFromOnnx", "OnnxRuntimeRunner", "EngineFromPlan",
-           "TensorRTRunner", "check_engine_sidecar", "gpu_info", "provider_chain"]
+           "TensorRTRunner", "check_engine_sidecar", "engine_environment", "fast_fp16", "gpu_info", "provider_chain"]
 
 TRT, CUDA, CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
 
@@ -40,9 +40,10 @@ DEVICES: dict[str, tuple[str, ...]] = {
     "tensorrt": (TRT, CUDA, CPU),
 }
 
-# GPUs with fast FP16 arithmetic: compute capability 7.0 and up, plus the Jetsons before Volta
-# (TX1 5.3, TX2 6.2) and Xavier/Orin (7.2, 8.7). Elsewhere FP16 only saves memory, at a speed cost.
-_JETSON_FP16 = {(5, 3), (6, 2), (7, 2), (8, 7)}
+# GPUs with fast FP16 arithmetic: compute capability 7.0 and up (Jetson Xavier 7.2, Orin 8.7 included),
+# plus the Jetsons before Volta (TX1 5.3, TX2 6.2) and the P100 (6.0). Elsewhere (e.g. Pascal GP10x such
+# as the GTX 1050: 6.1) FP16 only saves memory, at a speed cost.
+_FAST_FP16_BEFORE_VOLTA = {(5, 3), (6, 0), (6, 2)}
 GiB = 1 << 30
 
 
@@ -74,7 +75,8 @@ def gpu_info() -> dict | None:
 
 
 def fast_fp16(gpu: dict | None) -> bool:
-    return bool(gpu) and (gpu["capability"] >= (7, 0) or tuple(gpu["capability"]) in _JETSON_FP16)
+    """Whether `gpu` (a `gpu_info` dict; only "capability" is read) has fast FP16 arithmetic."""
+    return bool(gpu) and (tuple(gpu["capability"]) >= (7, 0) or tuple(gpu["capability"]) in _FAST_FP16_BEFORE_VOLTA)
 
 
 def workspace_bytes(gpu: dict | None) -> int:
@@ -278,7 +280,7 @@ class SessionFromOnnx:
                                                        provider_options=[_as_strings(o) for _, o in chain])
                 break
             except Exception as error:
-                message = _first_line(error)
+                message = first_line(error)
                 if self.device != "auto" or len(chain) == 1:
                     raise ModelError(f"{self.path}: cannot load on {self.device} ({message})") from None
                 errors.append(f"{chain[0][0]} failed: {message}")
@@ -396,37 +398,46 @@ def _cuda_check(result):
     return values[0] if len(values) == 1 else values
 
 
-SIDECAR_FORMAT = "recon-engine"  # what recon.export.tensorrt writes beside each plan
+SIDECAR_FORMAT = "recon-engine"  # what recon.export.tensorrt writes beside each plan (<plan>.json)
+REBUILD_ENGINE = "rebuild with `recon-cli export --engine --weights RUN --out MODEL` on this machine"
+_SIDECAR_LABELS = {"tensorrt": "TensorRT", "gpu": "GPU", "compute_capability": "compute capability",
+                   "onnx_sha256": "ONNX sha256"}
+
+
+def sidecar_path(engine_path) -> Path:
+    """Where the sidecar of a TensorRT plan lies: `<plan>.json` beside it."""
+    engine_path = Path(engine_path)
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+def engine_environment(tensorrt_version: str, onnx_sha256: str | None = None) -> dict:
+    """What a TensorRT plan must have been built for to run here: the facts its sidecar records and
+    `check_engine_sidecar` compares ("gpu" and "compute_capability" None when no GPU is seen)."""
+    gpu = gpu_info()
+    return {"tensorrt": tensorrt_version, "gpu": gpu["name"] if gpu else None,
+            "compute_capability": "%d.%d" % tuple(gpu["capability"]) if gpu else None, "onnx_sha256": onnx_sha256}
 
 
 def check_engine_sidecar(engine_path, current: dict) -> dict:
     """Refuse a TensorRT plan built for another setup before deserialising it (it would fail to
     load, or worse): compare its `<plan>.json` sidecar with `current`. Returns the sidecar.
 
-    Keys compared (as recon.export.tensorrt writes them): "tensorrt" (version), "gpu" (name),
-    "compute_capability" ("M.m") and "onnx_sha256"; a key missing or None in `current` is skipped.
+    Keys compared (as recon.export.tensorrt writes them, see `engine_environment`): "tensorrt"
+    (version), "gpu" (name), "compute_capability" ("M.m") and "onnx_sha256"; a key missing or None
+    in `current` is skipped.
     """
     engine_path = Path(engine_path)
-    sidecar_path = engine_path.with_name(engine_path.name + ".json")
-    if not sidecar_path.is_file():
-        raise ModelError(f"{sidecar_path}: missing (a TensorRT plan needs its sidecar); {_REBUILD}")
-    try:
-        sidecar = json.loads(sidecar_path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ModelError(f"{sidecar_path}: unreadable ({_first_line(error)})") from None
-    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
-        raise ModelError(f"{sidecar_path}: not a recon engine description; {_REBUILD}")
-    labels = {"tensorrt": "TensorRT", "gpu": "GPU", "compute_capability": "compute capability",
-              "onnx_sha256": "ONNX sha256"}
+    path = sidecar_path(engine_path)
+    sidecar = read_json(path, "recon engine description", f"a TensorRT plan needs its sidecar; {REBUILD_ENGINE}")
+    if sidecar.get("format") != SIDECAR_FORMAT:
+        raise ModelError(f"{path}: not a recon engine description; {REBUILD_ENGINE}")
     mismatches = [f"{label} {sidecar.get(key)} (built) != {current[key]} (here)" if key != "onnx_sha256"
                   else "its ONNX file changed since it was built"
-                  for key, label in labels.items() if current.get(key) is not None and sidecar.get(key) != current[key]]
+                  for key, label in _SIDECAR_LABELS.items()
+                  if current.get(key) is not None and sidecar.get(key) != current[key]]
     if mismatches:
-        raise ModelError(f"{engine_path}: built for another setup: {'; '.join(mismatches)}; {_REBUILD}")
+        raise ModelError(f"{engine_path}: built for another setup: {'; '.join(mismatches)}; {REBUILD_ENGINE}")
     return sidecar
-
-
-_REBUILD = "rebuild with `recon-cli export --engine --weights RUN --out MODEL` on this machine"
 
 
 class EngineFromPlan:
@@ -443,19 +454,13 @@ class EngineFromPlan:
         try:
             import tensorrt as trt
         except Exception as error:  # ImportError, or OSError from a broken libnvinfer
-            raise InputError(f"{self.path}: TensorRT is not usable here ({_first_line(error)}); "
+            raise InputError(f"{self.path}: TensorRT is not usable here ({first_line(error)}); "
                              "use the ONNX files (--device auto/cuda/cpu)") from None
-        gpu = gpu_info()
-        check_engine_sidecar(self.path, {
-            "tensorrt": trt.__version__,
-            "gpu": gpu["name"] if gpu else None,
-            "compute_capability": "%d.%d" % gpu["capability"] if gpu else None,
-            "onnx_sha256": self.onnx_sha256,
-        })
+        check_engine_sidecar(self.path, engine_environment(trt.__version__, self.onnx_sha256))
         logger = trt.Logger(trt.Logger.ERROR)
         engine = trt.Runtime(logger).deserialize_cuda_engine(self.path.read_bytes())
         if engine is None:
-            raise ModelError(f"{self.path}: TensorRT could not deserialize this plan; {_REBUILD}")
+            raise ModelError(f"{self.path}: TensorRT could not deserialize this plan; {REBUILD_ENGINE}")
         return engine
 
 
@@ -549,8 +554,3 @@ class TensorRTRunner(BaseRunner):
 def _as_strings(options: dict) -> dict:
     """Provider options as ONNX Runtime parses them: strings, booleans as "true"/"false"."""
     return {key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in options.items()}
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__

@@ -15,3 +15,10 @@ class MeshError(InputError):
 
 class ModelError(ReconError):
     """A model folder or checkpoint is missing, incomplete, tampered with or of the wrong kind."""
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of `error`'s message (at most `limit` characters), or its type's name when the
+    message is empty: how a one-line message quotes what a library raised."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__

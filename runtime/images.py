@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from recon.runtime.errors import InputError
+from recon.runtime.errors import InputError, first_line
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "Picture", "load_image", "parse_color"]
 
@@ -154,8 +154,7 @@ def _from_file(path: Path) -> np.ndarray:
         except InputError:
             raise
         except Exception as error:  # Pillow raises OSError, ValueError, SyntaxError... for bad data
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise InputError(f"{path}: cannot decode picture ({reason})") from None
+            raise InputError(f"{path}: cannot decode picture ({first_line(error)})") from None
 
 
 def _to_rgba_or_rgb(image: Image.Image) -> np.ndarray:

@@ -12,7 +12,7 @@ import trimesh.exchange.obj
 import trimesh.exchange.ply
 import trimesh.exchange.stl
 
-from recon.runtime.errors import InputError, MeshError
+from recon.runtime.errors import InputError, MeshError, first_line
 from recon.runtime.fileio import atomic_path
 
 __all__ = ["MESH_FORMATS", "MESH_WRITERS", "load_mesh", "normalize_to_unit_cube", "save_mesh"]
@@ -53,8 +53,7 @@ def load_mesh(path) -> trimesh.Trimesh:
     except ImportError:  # trimesh's fallbacks for undecodable files may need optional modules
         raise MeshError(f"{path}: cannot read {suffix.upper()} mesh (not a valid {suffix.upper()} file)") from None
     except Exception as exc:  # trimesh raises many types for malformed input
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MeshError(f"{path}: cannot read {suffix.upper()} mesh ({reason})") from None
+        raise MeshError(f"{path}: cannot read {suffix.upper()} mesh ({first_line(exc)})") from None
     if isinstance(mesh, trimesh.Scene):  # an empty scene is not concatenated into a mesh
         mesh = mesh.to_geometry() if len(mesh.geometry) else None
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:

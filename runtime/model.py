@@ -12,9 +12,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recon.runtime.errors import ModelError
+from recon.runtime.errors import ModelError, first_line
 
-__all__ = ["ModelInfo", "load_model_dir", "default_model_dir", "read_onnx_metadata", "sha256_file"]
+__all__ = ["ModelInfo", "load_model_dir", "verify_model_dir", "default_model_dir", "read_onnx_metadata", "read_json",
+           "sha256_file"]
 
 FORMAT = "recon-model"
 FORMAT_VERSION = 1
@@ -59,6 +60,7 @@ class ModelInfo:
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (what model.json and engine sidecars record)."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(chunk), b""):
@@ -87,16 +89,32 @@ def read_onnx_metadata(path) -> dict:
     try:
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # InvalidProtobuf, Fail, ...: the file is not a loadable ONNX model
-        raise ModelError(f"{path}: not a loadable ONNX model ({_first_line(error)})") from None
+        raise ModelError(f"{path}: not a loadable ONNX model ({first_line(error)})") from None
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
-def load_model_dir(path) -> ModelInfo:
-    """Verify a model folder (model.json, every listed file's size and sha256) and read its metadata.
+def read_json(path, what: str = "JSON object", hint: str = "") -> dict:
+    """The JSON object in `path`; ModelError (one line naming the file, then `hint`) when the file is
+    missing, unreadable or holds something other than an object (described as `what`)."""
+    path = Path(path)
+    tail = f"; {hint}" if hint else ""
+    if not path.is_file():
+        raise ModelError(f"{path}: missing{tail}")
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ModelError(f"{path}: unreadable ({first_line(error)}){tail}") from None
+    if not isinstance(value, dict):
+        raise ModelError(f"{path}: not a {what}{tail}")
+    return value
 
+
+def verify_model_dir(path) -> dict:
+    """Check a model folder against its model.json (every listed file's size and sha256); return model.json.
+
+    Standard library only (no onnxruntime, no torch): `recon-cli export` calls it on what it wrote.
     ModelError naming the file for: a missing folder, a missing or malformed model.json, another
-    format or a newer version, a net not listed, a listed file missing, a size or hash mismatch,
-    metadata missing or disagreeing between the nets.
+    format or a newer version, a net not listed, a listed file missing, a size or hash mismatch.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -104,13 +122,9 @@ def load_model_dir(path) -> ModelInfo:
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
         raise ModelError(f"{manifest_path}: missing; {folder} is not a model folder (export it again with recon-cli export)")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ModelError(f"{manifest_path}: unreadable ({_first_line(error)})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ModelError(f"{manifest_path}: format {found!r}, expected {FORMAT!r}")
+    manifest = read_json(manifest_path)
+    if manifest.get("format") != FORMAT:
+        raise ModelError(f"{manifest_path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
     version = manifest.get("format_version")
     if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
         raise ModelError(f"{manifest_path}: format_version {version!r}; this recon reads version {FORMAT_VERSION} "
@@ -123,21 +137,30 @@ def load_model_dir(path) -> ModelInfo:
             raise ModelError(f"{manifest_path}: does not list {net}.onnx")
     for name, entry in files.items():
         _verify_file(folder, manifest_path, name, entry)
+    return manifest
 
-    metadata = _merged_metadata(folder, manifest)
-    return _model_info(folder, manifest, metadata)
+
+def load_model_dir(path) -> ModelInfo:
+    """Verify a model folder (`verify_model_dir`) and read its metadata.
+
+    ModelError naming the file for anything `verify_model_dir` refuses, and for metadata missing or
+    disagreeing between the nets.
+    """
+    folder = Path(path)
+    manifest = verify_model_dir(folder)
+    return _model_info(folder, manifest, _merged_metadata(folder, manifest))
 
 
 def _verify_file(folder: Path, manifest_path: Path, name: str, entry) -> None:
     if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
         raise ModelError(f"{manifest_path}: bad file name {name!r}")
-    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-        raise ModelError(f"{manifest_path}: entry for {name} has no sha256")
+    if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and isinstance(entry.get("bytes"), int)):
+        raise ModelError(f"{manifest_path}: entry for {name} lacks sha256/bytes")
     file = folder / name
     if not file.is_file():
         raise ModelError(f"{file}: missing from the model folder (listed in {MANIFEST})")
     size = file.stat().st_size
-    if isinstance(entry.get("bytes"), int) and size != entry["bytes"]:
+    if size != entry["bytes"]:
         raise ModelError(f"{file}: {size} bytes, {MANIFEST} says {entry['bytes']} (truncated or replaced; "
                          "export the model again)")
     if sha256_file(file) != entry["sha256"]:
@@ -193,8 +216,3 @@ def _model_info(folder: Path, manifest: dict, meta: dict) -> ModelInfo:
         preset=meta.get("recon.preset", ""),
         files=dict(manifest["files"]),
     )
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__

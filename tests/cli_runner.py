@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 
 def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`recon-cli ARGS...` in a fresh process; 200 columns, so rich wraps messages the same on every terminal."""
     return subprocess.run([sys.executable, "-m", "recon.cli.main", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -3,8 +3,9 @@ statistics calibrated on noise so activations have trained-like scales), real ON
 
 Covers the graph contract (names, dynamic batch, folded BatchNorm, explicit symmetric pads, checker,
 single file, metadata), ONNX Runtime vs PyTorch parity, FP16 twins and their gate (a broken twin is
-refused), the memory plan against hand-computed numbers, the TensorRT lint, model.json tampering, the
-engine sidecar check (no GPU), and every bad input leaving no model folder behind.
+refused), the memory plan against hand-computed numbers, the TensorRT lint, the folder's modes, and
+every bad input leaving no model folder behind. Checking a model folder against model.json and an engine
+against its sidecar is the runtime's (tests/test_runtime_model.py, tests/test_runtime_backends.py).
 """
 
 from __future__ import annotations
@@ -22,19 +23,20 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from conftest import make_run as _make_run
+from conftest import save_net
 from recon.export import fp16 as fp16_tools
 from recon.export.lint import check_lint, errors, lint_model
-from recon.export.manifest import verify_model_dir
 from recon.export.onnx_export import METADATA_KEYS, export_model, load_run, read_metadata
 from recon.export.parity import (FP32_ATOL, compare_outputs, ort_session, require_pass, run_session,
                                  synthetic_inputs)
 from recon.export.plan import GiB, MiB, activation_peak, memory_plan, parse_size, weights_bytes
-from recon.export.tensorrt import check_sidecar
 from recon.runtime.errors import InputError, ModelError, ReconError
+from recon.runtime.model import sha256_file, verify_model_dir
 from recon.runtime.preprocess import DEFAULT_FILL
 from recon.train.checkpoint import save_checkpoint
 from recon.train.evaluate import DEFAULT_THRESHOLD
-from recon.train.presets import IMAGE_MEAN, IMAGE_STD, build_sketch_net, build_voxel_net, get_preset, model_args
+from recon.train.presets import IMAGE_MEAN, IMAGE_STD, build_sketch_net, get_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,34 +44,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # ---------------------------------------------------------------- fixtures
 
 
-def _calibrated(net: torch.nn.Module, channels: int) -> torch.nn.Module:
-    """Set BatchNorm running statistics from one noise batch (64 px: the encoders are size-agnostic)."""
-    for module in net.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.momentum = None  # cumulative average: one batch sets the statistics
-    net.train()
-    with torch.no_grad():
-        net(torch.randn(2, channels, 64, 64))
-    return net.eval()
-
-
 def make_run(run: Path, preset_name: str = "edge", voxel_stage: str = "joint", seed: int = 0,
              calibrate: bool = True) -> Path:
     """A run folder as `recon-cli train` writes it (design.md keys), nets untrained (BatchNorm calibrated)."""
-    torch.manual_seed(seed)
-    preset = get_preset(preset_name)
-    run.mkdir(parents=True, exist_ok=True)
-    sketch, voxel = build_sketch_net(preset), build_voxel_net(preset)
-    if calibrate:
-        sketch, voxel = _calibrated(sketch, 3), _calibrated(voxel, 5)
-    nets = {"sketch": ("sketch", sketch), voxel_stage: ("voxel", voxel.eval())}
-    for stage, (name, net) in nets.items():
-        save_checkpoint(run / f"{stage}.pt", {
-            "stage": stage, "epoch": 4, "model_args": model_args(preset), "config": json.dumps({"stage": stage}),
-            "data_fingerprint": "0123456789abcdef", "nets": {name: net.state_dict()}, "optimizers": {},
-            "rng": torch.get_rng_state(), "metrics": json.dumps({"loss": 1.0}),
-        })
-    return run
+    return _make_run(run, preset_name, seed, silhouette_bias=0.0, voxel_stage=voxel_stage, calibrate=calibrate,
+                     epoch=4, fingerprint="0123456789abcdef")
 
 
 def quiet(message: str) -> None:
@@ -117,6 +96,18 @@ def _one_line(error: BaseException) -> str:
     return text
 
 
+def _refused(error: type, run: Path, tmp_path: Path, *fragments: str, **kwargs) -> str:
+    """export_model(run, tmp_path / "model", **kwargs) raises `error` in one line naming every fragment,
+    and leaves no model folder (nor a temporary one) behind. Returns the message."""
+    with pytest.raises(error) as caught:
+        export_model(run, tmp_path / "model", log=quiet, **kwargs)
+    message = _one_line(caught.value)
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    _no_leftovers(tmp_path, "model")
+    return message
+
+
 # ---------------------------------------------------------------- the exported graphs
 
 
@@ -127,6 +118,11 @@ def test_model_folder_contract(edge_model, edge_run):
     assert manifest["format"] == "recon-model" and manifest["format_version"] == 1
     assert set(manifest["files"]) == names - {"model.json"}
     assert verify_model_dir(out) == json.loads((out / "model.json").read_text()) == manifest
+    umask = os.umask(0o022)
+    os.umask(umask)
+    # Readable by other users (not mkdtemp/mkstemp's 0700/0600): 0755 and 0644 under the usual umask 022.
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {name: 0o666 & ~umask for name in names}
     assert manifest["recipe"] == {"epochs": {"sketch": 4}, "preset": "edge"}
     assert manifest["iou"] == {"mean_iou": 0.123}
     assert json.loads((out / "plan.json").read_text()) == manifest["plan"]
@@ -180,8 +176,6 @@ def test_metadata_round_trip(edge_model, edge_run):
     stages = json.loads(meta["recon.stage_weights"])
     assert stages["sketch"]["file"] == "sketch.pt" and stages["voxel"]["file"] == "joint.pt"
     assert stages["voxel"]["epoch"] == 4
-    from recon.export.manifest import sha256_file
-
     assert stages["voxel"]["sha256"] == sha256_file(edge_run / "joint.pt")
 
 
@@ -403,70 +397,16 @@ def test_lint_rules_for_pads_opset_and_io():
     assert {("same", "error"), ("negative", "error"), ("(graph)", "error"), ("y", "error")} <= findings
 
 
-# ---------------------------------------------------------------- model.json
+# ---------------------------------------------------------------- model.json and TensorRT engines without a GPU
+# (verify_model_dir and the engine sidecar check live in recon.runtime: tests/test_runtime_model.py and
+# tests/test_runtime_backends.py)
 
 
-def test_verify_model_dir_detects_tampering(edge_model, tmp_path):
-    _, out, _ = edge_model
-    copy = tmp_path / "model"
-    shutil.copytree(out, copy)
-    verify_model_dir(copy)
-    original = (copy / "voxel.onnx").read_bytes()
-    flipped = bytearray(original)
-    flipped[len(flipped) // 2] ^= 0xFF
-    (copy / "voxel.onnx").write_bytes(bytes(flipped))
-    with pytest.raises(ModelError, match=r"voxel\.onnx: sha256 does not match"):
-        verify_model_dir(copy)
-    (copy / "voxel.onnx").write_bytes(original[:-10])
-    with pytest.raises(ModelError, match=r"voxel\.onnx: .*bytes, model\.json says"):
-        verify_model_dir(copy)
-    (copy / "voxel.onnx").unlink()
-    with pytest.raises(ModelError, match=r"voxel\.onnx: missing"):
-        verify_model_dir(copy)
-    (copy / "model.json").unlink()
-    with pytest.raises(ModelError, match="no model.json"):
-        verify_model_dir(copy)
-    with pytest.raises(ModelError, match="model folder not found"):
-        verify_model_dir(tmp_path / "nowhere")
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "model.json").write_text("{not json")
-    with pytest.raises(ModelError, match="unreadable model.json"):
-        verify_model_dir(tmp_path / "broken")
-
-
-def test_manifest_and_sidecar_checks_import_no_torch(edge_model):
-    _, out, _ = edge_model
-    code = ("import sys; from recon.export.manifest import verify_model_dir; "
-            "from recon.export.tensorrt import check_sidecar; "
-            f"verify_model_dir({str(out)!r}); "
-            "assert 'torch' not in sys.modules and 'onnx' not in sys.modules, sorted(sys.modules)")
+def test_export_writers_import_no_torch():
+    code = ("import sys; import recon.export.manifest, recon.export.tensorrt; "
+            "assert not {'torch', 'onnx', 'tensorrt'} & set(sys.modules), sorted(sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-
-
-# ---------------------------------------------------------------- TensorRT engines without a GPU
-
-
-def test_engine_sidecar_mismatch_is_refused():
-    sidecar = {"format": "recon-engine", "format_version": 1, "engine": "voxel.engine", "onnx": "voxel.onnx",
-               "onnx_sha256": "ab" * 32, "tensorrt": "8.6.1", "gpu": "NVIDIA GeForce GTX 1050",
-               "compute_capability": "6.1", "precision": "fp32",
-               "profiles": {"sketch": {"min": [1, 5, 128, 128], "opt": [1, 5, 128, 128], "max": [8, 5, 128, 128]}}}
-    same = {"tensorrt": "8.6.1", "gpu": "NVIDIA GeForce GTX 1050", "compute_capability": "6.1",
-            "onnx_sha256": "ab" * 32}
-    check_sidecar(sidecar, same)
-    check_sidecar(sidecar, {"tensorrt": "8.6.1", "gpu": None})  # unknown facts are not compared
-    for key, value, words in (("tensorrt", "10.3.0", "TensorRT 8.6.1 (built) != 10.3.0 (here)"),
-                              ("gpu", "Orin", "GPU NVIDIA GeForce GTX 1050 (built) != Orin (here)"),
-                              ("compute_capability", "8.7", "compute capability 6.1 (built) != 8.7 (here)"),
-                              ("onnx_sha256", "cd" * 32, "ONNX file changed")):
-        with pytest.raises(ModelError) as caught:
-            check_sidecar(sidecar, {**same, key: value})
-        message = _one_line(caught.value)
-        assert message.startswith("voxel.engine: ") and words in message
-        assert "rebuild with `recon-cli export --engine" in message
-    with pytest.raises(ModelError, match="not a recon engine"):
-        check_sidecar({"engine": "x.engine"}, same)
 
 
 def test_engine_without_tensorrt_is_one_line(edge_run, tmp_path):
@@ -476,38 +416,25 @@ def test_engine_without_tensorrt_is_one_line(edge_run, tmp_path):
         pytest.skip("TensorRT is installed here: the missing-TensorRT message cannot be shown")
     except ImportError:
         pass
-    with pytest.raises(InputError) as caught:
-        export_model(edge_run, tmp_path / "model", engine=True, log=quiet)
-    assert "TensorRT is not installed" in _one_line(caught.value) and "pip install tensorrt" in str(caught.value)
-    _no_leftovers(tmp_path, "model")
+    _refused(InputError, edge_run, tmp_path, "TensorRT is not installed", "pip install tensorrt", engine=True)
 
 
 # ---------------------------------------------------------------- bad input: one line, no model folder
 
 
 def test_missing_run_folder(tmp_path):
-    with pytest.raises(InputError) as caught:
-        export_model(tmp_path / "no_run", tmp_path / "model", log=quiet)
-    assert "run folder not found" in _one_line(caught.value)
-    _no_leftovers(tmp_path, "model")
+    _refused(InputError, tmp_path / "no_run", tmp_path, "run folder not found")
 
 
 def test_missing_and_corrupt_checkpoints(edge_run, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(edge_run / "sketch.pt", run / "sketch.pt")
-    with pytest.raises(ModelError) as caught:
-        export_model(run, tmp_path / "model", log=quiet)
-    assert "no joint.pt or voxel.pt" in _one_line(caught.value)
+    _refused(ModelError, run, tmp_path, "no joint.pt or voxel.pt")
     (run / "joint.pt").write_bytes((edge_run / "joint.pt").read_bytes()[:5000])  # truncated
-    with pytest.raises(ModelError) as caught:
-        export_model(run, tmp_path / "model", log=quiet)
-    assert "joint.pt: corrupt" in _one_line(caught.value)
+    _refused(ModelError, run, tmp_path, "joint.pt: corrupt")
     (run / "sketch.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ModelError) as caught:
-        export_model(run, tmp_path / "model", log=quiet)
-    assert "sketch.pt: corrupt" in _one_line(caught.value)
-    _no_leftovers(tmp_path, "model")
+    _refused(ModelError, run, tmp_path, "sketch.pt: corrupt")
 
 
 def test_checkpoints_of_two_presets(edge_run, tmp_path):
@@ -515,16 +442,9 @@ def test_checkpoints_of_two_presets(edge_run, tmp_path):
     run.mkdir()
     torch.manual_seed(0)
     paper = get_preset("paper")
-    save_checkpoint(run / "sketch.pt", {"stage": "sketch", "epoch": 0, "model_args": model_args(paper),
-                                        "config": "{}", "data_fingerprint": "x",
-                                        "nets": {"sketch": build_sketch_net(paper).state_dict()}, "optimizers": {},
-                                        "rng": torch.get_rng_state(), "metrics": "{}"})
+    save_net(run / "sketch.pt", "sketch", "sketch", build_sketch_net(paper), paper)
     shutil.copy(edge_run / "joint.pt", run / "joint.pt")
-    with pytest.raises(ModelError) as caught:
-        export_model(run, tmp_path / "model", log=quiet)
-    message = _one_line(caught.value)
-    assert "joint.pt" in message and "'edge'" in message and "'paper'" in message
-    _no_leftovers(tmp_path, "model")
+    _refused(ModelError, run, tmp_path, "joint.pt", "'edge'", "'paper'")
 
 
 def test_weights_that_do_not_fit_the_preset(edge_run, tmp_path):
@@ -533,10 +453,7 @@ def test_weights_that_do_not_fit_the_preset(edge_run, tmp_path):
     state = torch.load(run / "joint.pt", weights_only=True)
     state["nets"]["voxel"] = {k: v for k, v in state["nets"]["voxel"].items() if not k.startswith("fc.")}
     save_checkpoint(run / "joint.pt", state)
-    with pytest.raises(ModelError) as caught:
-        export_model(run, tmp_path / "model", log=quiet)
-    assert "weights do not fit the 'edge' preset's voxel net" in _one_line(caught.value)
-    _no_leftovers(tmp_path, "model")
+    _refused(ModelError, run, tmp_path, "weights do not fit the 'edge' preset's voxel net")
 
 
 def test_unwritable_output(edge_run, tmp_path):
@@ -566,16 +483,11 @@ def test_unwritable_output(edge_run, tmp_path):
 
 
 def test_vram_too_small_and_bad_arguments(edge_run, tmp_path):
-    with pytest.raises(InputError) as caught:
-        export_model(edge_run, tmp_path / "model", vram="1GiB", log=quiet)  # 300 MiB context + 1 GiB workspace
-    assert "smaller than batch 1 needs" in _one_line(caught.value)
-    _no_leftovers(tmp_path, "model")
+    # 300 MiB context + 1 GiB workspace leave nothing of 1 GiB
+    _refused(InputError, edge_run, tmp_path, "smaller than batch 1 needs", vram="1GiB")
     for kwargs in ({"fp16": "maybe"}, {"batch": (4, 2, 1)}, {"batch": (1, 2)}, {"opset": 18}, {"vram": "4096"},
                    {"workspace": "lots"}, {"data": tmp_path / "no_data"}):
-        with pytest.raises(InputError) as caught:
-            export_model(edge_run, tmp_path / "model", log=quiet, **kwargs)
-        _one_line(caught.value)
-    _no_leftovers(tmp_path, "model")
+        _refused(InputError, edge_run, tmp_path, **kwargs)
 
 
 def test_voxel_fallback_and_replacing_a_model_folder(edge_model, tmp_path):

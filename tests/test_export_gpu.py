@@ -22,10 +22,10 @@ def _skip_reason() -> str | None:
         import tensorrt  # noqa: F401
     except Exception:
         return "TensorRT is not installed (pip install tensorrt)"
-    from recon.export.tensorrt import gpu_info
+    from recon.runtime.backends import gpu_info
 
-    if gpu_info()["gpu"] is None:
-        return "no CUDA GPU visible (cuda-python, NVML and torch.cuda all found none)"
+    if gpu_info() is None:
+        return "no CUDA GPU visible (neither cuda-python nor nvidia-smi found one)"
     return None
 
 
@@ -47,17 +47,17 @@ def engine_model(tmp_path_factory):
 def test_engines_and_sidecars(engine_model):
     import tensorrt as trt
 
-    from recon.export.manifest import verify_model_dir
-    from recon.export.tensorrt import check_sidecar, current_environment, load_sidecar
+    from recon.export.tensorrt import current_environment
+    from recon.runtime.backends import check_engine_sidecar
+    from recon.runtime.model import verify_model_dir
 
     manifest, out = engine_model
     verify_model_dir(out)
     assert (out / "timing.cache").stat().st_size > 0
     for name, input_name, channels in (("sketch", "image", 3), ("voxel", "sketch", 5)):
         engine_path = out / f"{name}.engine"
-        sidecar = load_sidecar(engine_path)
+        sidecar = check_engine_sidecar(engine_path, current_environment(out / f"{name}.onnx"))
         assert sidecar == manifest["engines"][name]
-        check_sidecar(sidecar, current_environment(out / f"{name}.onnx"))
         assert sidecar["profiles"][input_name]["max"][0] == 4 and sidecar["profiles"][input_name]["opt"][0] == 2
         assert sidecar["profiles"][input_name]["min"] == [1, channels, 128, 128]
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))

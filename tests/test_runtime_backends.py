@@ -11,8 +11,8 @@ import pytest
 
 from recon.runtime import backends
 from recon.runtime.backends import (CPU, CUDA, DEVICES, TRT, EngineFromPlan, OnnxRuntimeRunner, SessionFromOnnx,
-                                    TensorRTRunner, check_engine_sidecar, fast_fp16, provider_chain,
-                                    workspace_bytes)
+                                    TensorRTRunner, check_engine_sidecar, engine_environment, fast_fp16,
+                                    provider_chain, workspace_bytes)
 from recon.runtime.errors import InputError, ModelError
 from recon.runtime.model import load_model_dir
 
@@ -69,7 +69,7 @@ def test_missing_gpu_provider_is_one_clear_error(device, provider):
 
 def test_fp16_and_workspace_rules():
     gpu = lambda capability, gib=8: {"name": "x", "capability": capability, "memory_bytes": gib << 30}  # noqa: E731
-    assert fast_fp16(gpu((7, 5))) and fast_fp16(gpu((8, 7))) and fast_fp16(gpu((5, 3)))
+    assert fast_fp16(gpu((7, 5))) and fast_fp16(gpu((8, 7))) and fast_fp16(gpu((5, 3))) and fast_fp16(gpu((6, 0)))
     assert not fast_fp16(gpu((6, 1))) and not fast_fp16(None)  # GTX 1050: slow FP16
     assert workspace_bytes(gpu((6, 1), 4)) == 1 << 30  # 4 GB cards: 1 GiB
     assert workspace_bytes(None) == 1 << 30
@@ -153,23 +153,44 @@ def _sidecar(tmp_path, **values):
     return engine
 
 
+def _sidecar_error(engine, current: dict) -> str:
+    with pytest.raises(ModelError) as error:
+        check_engine_sidecar(engine, current)
+    message = str(error.value)
+    assert "\n" not in message and "rebuild with `recon-cli export --engine" in message, message
+    return message
+
+
 def test_engine_sidecar_check(tmp_path):
     engine = _sidecar(tmp_path)
     here = {"tensorrt": "10.3.0", "gpu": "NVIDIA GeForce GTX 1050", "compute_capability": "6.1", "onnx_sha256": "aa"}
     assert check_engine_sidecar(engine, here)["gpu"] == "NVIDIA GeForce GTX 1050"
     assert check_engine_sidecar(engine, {**here, "gpu": None})  # unknown here: not compared
-    with pytest.raises(ModelError, match=r"TensorRT 10.3.0 \(built\) != 8.6.1 \(here\)"):
-        check_engine_sidecar(engine, {**here, "tensorrt": "8.6.1"})
-    with pytest.raises(ModelError, match="compute capability 6.1 .* 8.7"):
-        check_engine_sidecar(engine, {**here, "compute_capability": "8.7"})
-    with pytest.raises(ModelError, match="ONNX file changed"):
-        check_engine_sidecar(engine, {**here, "onnx_sha256": "bb"})
+    assert check_engine_sidecar(engine, {"tensorrt": "10.3.0"})  # nor are facts missing here
+    for key, value, words in (("tensorrt", "8.6.1", "TensorRT 10.3.0 (built) != 8.6.1 (here)"),
+                              ("gpu", "Orin", "GPU NVIDIA GeForce GTX 1050 (built) != Orin (here)"),
+                              ("compute_capability", "8.7", "compute capability 6.1 (built) != 8.7 (here)"),
+                              ("onnx_sha256", "bb", "its ONNX file changed")):
+        message = _sidecar_error(engine, {**here, key: value})
+        assert message.startswith(f"{engine}: built for another setup: ") and words in message
+    two = _sidecar_error(engine, {**here, "tensorrt": "8.6.1", "gpu": "Orin"})
+    assert "TensorRT 10.3.0" in two and "GPU NVIDIA GeForce GTX 1050" in two  # every mismatch named at once
+    (tmp_path / "sketch.engine.json").write_text(json.dumps({"engine": "sketch.engine"}))
+    assert "sketch.engine.json: not a recon engine description" in _sidecar_error(engine, here)
     (tmp_path / "sketch.engine.json").write_text("[]")
-    with pytest.raises(ModelError, match="not a recon engine description"):
-        check_engine_sidecar(engine, here)
+    assert "not a recon engine description" in _sidecar_error(engine, here)
+    (tmp_path / "sketch.engine.json").write_text("{not json")
+    assert "sketch.engine.json: unreadable" in _sidecar_error(engine, here)
     (tmp_path / "sketch.engine.json").unlink()
-    with pytest.raises(ModelError, match="sidecar"):
-        check_engine_sidecar(engine, here)
+    assert "sketch.engine.json: missing; a TensorRT plan needs its sidecar" in _sidecar_error(engine, here)
+
+
+def test_engine_environment_has_the_sidecar_keys():
+    """What export writes into a sidecar and what the loader compares come from the same function."""
+    gpu = backends.gpu_info()
+    assert engine_environment("10.3.0", "aa") == {
+        "tensorrt": "10.3.0", "onnx_sha256": "aa", "gpu": gpu["name"] if gpu else None,
+        "compute_capability": "%d.%d" % gpu["capability"] if gpu else None}
 
 
 def test_engine_loader_without_tensorrt(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -13,11 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_runner import assert_one_line_error
+from cli_runner import assert_one_line_error, run_cli
+from conftest import noise_bytes
+
 
 def run_infer(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recon.cli.main", "infer", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "COLUMNS": "200"})
+    return run_cli("infer", *args)
 
 
 def save_cutout(path, seed=0):
@@ -26,12 +26,6 @@ def save_cutout(path, seed=0):
     rgba[30:120, 60:150, 3] = 255
     Image.fromarray(rgba).save(path)
     return path
-
-
-def noise_bytes(fmt: str) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buffer, fmt)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import noise_bytes
 from recon.runtime.errors import InputError
 from recon.runtime.images import MAX_PIXELS, load_image, parse_color
 
@@ -115,20 +114,13 @@ def test_bad_arrays(array, message):
         load_image(array)
 
 
-def _noise_bytes(fmt: str) -> bytes:
-    """A 64x64 noise picture (incompressible, so cutting it in half really truncates the pixels)."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buffer, fmt)
-    return buffer.getvalue()
-
-
 def test_unreadable_files_name_the_file(tmp_path):
     cases = {}
     (tmp_path / "empty.png").write_bytes(b"")
     cases["empty.png"] = "empty"
     (tmp_path / "text.png").write_text("this is not a picture")
     cases["text.png"] = "not a picture"
-    png, jpeg = _noise_bytes("PNG"), _noise_bytes("JPEG")
+    png, jpeg = noise_bytes("PNG"), noise_bytes("JPEG")
     (tmp_path / "cut.png").write_bytes(png[: len(png) // 2])
     cases["cut.png"] = "truncated"
     (tmp_path / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])

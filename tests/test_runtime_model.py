@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import recon
 from recon.runtime.errors import ModelError
-from recon.runtime.model import default_model_dir, load_model_dir, read_onnx_metadata
+from recon.runtime.model import default_model_dir, load_model_dir, read_onnx_metadata, verify_model_dir
 from recon.runtime.preprocess import DEFAULT_FILL
 from recon.train.presets import IMAGE_MEAN, IMAGE_STD, get_preset
 
@@ -32,6 +34,21 @@ def test_metadata_matches_the_preset(model_dir):
     assert info.onnx("sketch") == model_dir / "sketch.onnx" and info.engine("sketch") is None
     # Read from the ONNX file itself (both nets carry the same keys).
     assert read_onnx_metadata(model_dir / "voxel.onnx")["recon.image_size"] == str(preset.image_size)
+
+
+def test_verify_model_dir_returns_model_json_without_torch_or_onnx(model_dir, tmp_path):
+    """What export checks its own output with, and the runtime checks before loading: standard library only.
+    The engine sidecar check (before deserialising a TensorRT plan) is as light."""
+    assert verify_model_dir(model_dir) == json.loads((model_dir / "model.json").read_text())
+    engine = tmp_path / "sketch.engine"
+    engine.write_bytes(b"plan")
+    (tmp_path / "sketch.engine.json").write_text(json.dumps({"format": "recon-engine", "tensorrt": "10.3.0"}))
+    code = ("import sys; from recon.runtime.model import verify_model_dir; "
+            "from recon.runtime.backends import check_engine_sidecar; "
+            f"verify_model_dir({str(model_dir)!r}); check_engine_sidecar({str(engine)!r}, {{'tensorrt': '10.3.0'}}); "
+            "heavy = {'torch', 'onnx', 'onnxruntime', 'tensorrt'} & set(sys.modules); assert not heavy, heavy")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def _rewrite_manifest(folder: Path, change) -> None:
@@ -80,6 +97,8 @@ def test_truncated_file(model_copy):
     (lambda m: m.update(format_version=99), "format_version 99"),
     (lambda m: m["files"].pop("voxel.onnx"), "does not list voxel.onnx"),
     (lambda m: m["files"].update({"../evil": {"sha256": "0", "bytes": 1}}), "bad file name"),
+    (lambda m: m["files"]["voxel.onnx"].pop("bytes"), "entry for voxel.onnx lacks sha256/bytes"),
+    (lambda m: m.pop("files"), 'malformed (no "files" table)'),
 ])
 def test_manifest_problems(model_copy, change, message):
     _rewrite_manifest(model_copy, change)
@@ -88,7 +107,9 @@ def test_manifest_problems(model_copy, change, message):
 
 def test_unreadable_manifest(model_copy):
     (model_copy / "model.json").write_text("{not json")
-    assert "unreadable" in _error(model_copy)
+    assert f"{model_copy / 'model.json'}: unreadable" in _error(model_copy)
+    (model_copy / "model.json").write_text("[]")
+    assert "model.json: not a JSON object" in _error(model_copy)
 
 
 def test_default_model_dir():

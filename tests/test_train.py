@@ -88,7 +88,8 @@ def test_evaluation_reports_the_paper_layout(run, data):
     result = evaluate(predict, data, preset.image_size, preset.voxel_res, trials=2, batch=2)
     assert set(result["iou"]) == {"airplane", "car", "chair", "mean"}
     assert len(result["trials"]) == 2 and result["resolution"] == 32
-    assert set(result["per_threshold"]) == {f"{0.1 + 0.05 * i:.2f}".rstrip("0") for i in range(10)}
+    assert set(result["per_threshold"]) == {str(round(0.1 + 0.05 * i, 2)) for i in range(10)}
+    assert result["split"] == "test" and result["threshold"] == 0.4
     assert all(0 <= v <= 1 for row in result["per_threshold"].values() for v in row.values())
     assert 0 <= result["sketch"]["silhouette_iou"] <= 1 and result["sketch"]["normal_angle_deg"] >= 0
     assert table1(result).splitlines()[-1].startswith("| average |")
@@ -165,3 +166,18 @@ def test_corrupt_checkpoint_is_refused(data, tmp_path):
 def test_unknown_preset_lists_the_valid_ones(data, tmp_path):
     assert_one_line_error(run_cli("train", "sketch", "--data", data, "--out", tmp_path, "--preset", "huge"),
                           "unknown preset 'huge'", "edge", "paper")
+
+
+def test_exported_model_folder_evaluates_like_its_run_folder(run, data, tmp_path):
+    from recon.export.onnx_export import export_model
+    from recon.train.evaluate import load_predictor
+
+    export_model(run, tmp_path / "model", log=None)
+    scores = {}
+    for source in (run, tmp_path / "model"):
+        predict, image_size, voxel_res, threshold = load_predictor(source)
+        scores[source] = evaluate(predict, data, image_size, voxel_res, trials=1, batch=2, threshold=threshold)
+    torch_run, onnx_model = scores[run], scores[tmp_path / "model"]
+    for key, value in torch_run["per_threshold"].items():  # same weights, same numbers (ORT vs eager)
+        assert onnx_model["per_threshold"][key]["mean"] == pytest.approx(value["mean"], abs=0.01)
+    assert onnx_model["sketch"]["silhouette_iou"] == pytest.approx(torch_run["sketch"]["silhouette_iou"], abs=0.01)

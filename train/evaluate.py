@@ -52,22 +52,25 @@ def sketch_errors(pred: dict, truth: dict) -> dict[str, np.ndarray]:
 
 
 def evaluate(predict: Predictor, data: str | Path, image_size: int, voxel_res: int, trials: int = 3,
-             batch: int = 16, seed: int = 0, max_objects: int | None = None, progress=None) -> dict:
+             batch: int = 16, seed: int = 0, max_objects: int | None = None, progress=None,
+             split: str = "test", threshold: float = DEFAULT_THRESHOLD) -> dict:
+    """Table 1 figures at `threshold`; split "train" is for choosing a model's threshold (never the test split)."""
     from recon.train.dataset import ViewDataset, frame_view
     from recon.train.data import load_view
 
     if trials <= 0:
         raise InputError(f"--trials must be positive, got {trials}")
-    views = ViewDataset(data, "test", image_size, voxel_res, max_objects=max_objects)
+    views = ViewDataset(data, split, image_size, voxel_res, max_objects=max_objects)
     if not views.objects:
-        raise InputError(f"{data}: the test split is empty")
+        raise InputError(f"{data}: the {split} split is empty")
     categories = sorted({entry["category"] for entry in views.objects})
+    levels = sorted(set(THRESHOLDS) | {round(float(threshold), 4)})
     trial_rows = []
     for trial in range(trials):
         rng = np.random.default_rng([seed, trial])  # trial t: one random view of every test object
         chosen = [int(rng.integers(entry["views"])) for entry in views.objects]
-        scores = {t: [] for t in THRESHOLDS}
-        scores32 = {t: [] for t in THRESHOLDS}
+        scores = {t: [] for t in levels}
+        scores32 = {t: [] for t in levels}
         sketch = {}
         for start in range(0, len(views.objects), batch):
             indices = range(start, min(start + batch, len(views.objects)))
@@ -75,7 +78,7 @@ def evaluate(predict: Predictor, data: str | Path, image_size: int, voxel_res: i
                       for i in indices]
             out = predict(np.stack([f["rgb"] for f in framed]))
             truth = np.stack([views.voxels(i) for i in indices]).astype(bool)  # (B, R, R, R)
-            for t in THRESHOLDS:
+            for t in levels:
                 pred = out["voxels"] > t
                 scores[t].append(iou_many(pred, truth))
                 scores32[t].append(iou_many(pooled(pred, 32), pooled(truth, 32)))
@@ -87,11 +90,11 @@ def evaluate(predict: Predictor, data: str | Path, image_size: int, voxel_res: i
                 progress(trial, len(indices))
         names = [views.objects[i]["category"] for i in range(len(views.objects))]
         trial_rows.append({
-            "per_threshold": {t: per_category(np.concatenate(scores[t]), names, categories) for t in THRESHOLDS},
-            "per_threshold_32": {t: per_category(np.concatenate(scores32[t]), names, categories) for t in THRESHOLDS},
+            "per_threshold": {t: per_category(np.concatenate(scores[t]), names, categories) for t in levels},
+            "per_threshold_32": {t: per_category(np.concatenate(scores32[t]), names, categories) for t in levels},
             "sketch": {key: round(float(np.nanmean(np.concatenate(v))), 4) for key, v in sketch.items()},
         })
-    return summarise(trial_rows, categories, voxel_res, len(views.objects))
+    return summarise(trial_rows, categories, voxel_res, len(views.objects), round(float(threshold), 4), split)
 
 
 def per_category(scores: np.ndarray, names: list[str], categories: list[str]) -> dict[str, float]:
@@ -104,25 +107,28 @@ def average(rows: list[dict]) -> dict[str, float]:
     return {key: round(float(np.mean([row[key] for row in rows])), 4) for key in rows[0]}
 
 
-def summarise(trial_rows: list[dict], categories: list[str], voxel_res: int, objects: int) -> dict:
-    per_threshold = {t: average([row["per_threshold"][t] for row in trial_rows]) for t in THRESHOLDS}
-    per_threshold_32 = {t: average([row["per_threshold_32"][t] for row in trial_rows]) for t in THRESHOLDS}
-    best = max(THRESHOLDS, key=lambda t: per_threshold[t]["mean"])
+def summarise(trial_rows: list[dict], categories: list[str], voxel_res: int, objects: int,
+              threshold: float, split: str) -> dict:
+    levels = list(trial_rows[0]["per_threshold"])
+    per_threshold = {t: average([row["per_threshold"][t] for row in trial_rows]) for t in levels}
+    per_threshold_32 = {t: average([row["per_threshold_32"][t] for row in trial_rows]) for t in levels}
+    best = max(levels, key=lambda t: per_threshold[t]["mean"])
     sketch = average([row["sketch"] for row in trial_rows]) if trial_rows[0]["sketch"] else {}
     return {
-        "iou": per_threshold[DEFAULT_THRESHOLD],
-        "threshold": DEFAULT_THRESHOLD,
+        "iou": per_threshold[threshold],
+        "threshold": threshold,
+        "split": split,
         "resolution": voxel_res,
-        "iou_32": per_threshold_32[DEFAULT_THRESHOLD],
+        "iou_32": per_threshold_32[threshold],
         "best_threshold": best,
         "iou_at_best": per_threshold[best],
         "per_threshold": {str(t): v for t, v in per_threshold.items()},
         "per_threshold_32": {str(t): v for t, v in per_threshold_32.items()},
-        "trials": [{key: round(v, 4) for key, v in row["per_threshold"][DEFAULT_THRESHOLD].items()}
+        "trials": [{key: round(v, 4) for key, v in row["per_threshold"][threshold].items()}
                    for row in trial_rows],
         "sketch": sketch,
         "categories": categories,
-        "test_objects": objects,
+        "objects": objects,
     }
 
 
@@ -136,7 +142,37 @@ def table1(result: dict) -> str:
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- PyTorch predictor from a run folder
+# ---------------------------------------------------------------- predictors
+
+
+def load_predictor(model: str | Path, variant: str = "full", device: str = "cpu") -> tuple[Predictor, int, int, float]:
+    """(predict, image size, voxel resolution, default threshold) for a model folder (has model.json)
+    or a run folder (threshold DEFAULT_THRESHOLD)."""
+    if (Path(model) / "model.json").is_file():
+        if variant != "full":
+            raise InputError(f"{model}: a model folder holds one chain; --variant {variant} needs a run folder")
+        return onnx_predictor(model, device)
+    predict, preset = torch_predictor(model, variant)
+    return predict, preset.image_size, preset.voxel_res, DEFAULT_THRESHOLD
+
+
+def onnx_predictor(model_dir: str | Path, device: str = "cpu") -> tuple[Predictor, int, int, float]:
+    """The exported networks through the runtime's own runners: what users deploy, measured."""
+    from recon.runtime.pipeline import Reconstructor
+    from recon.runtime.preprocess import normalize_image
+
+    reconstructor = Reconstructor(model_dir, device=device)
+    info = reconstructor.model
+
+    def predict(rgb: np.ndarray) -> dict:
+        sketch = reconstructor.runners["sketch"].infer({"image": normalize_image(rgb, info.mean, info.std)})
+        stacked = np.concatenate([sketch["normals"], sketch["depth"], sketch["silhouette"]], axis=1)  # (B, 5, S, S)
+        voxels = reconstructor.runners["voxel"].infer({"sketch": stacked.astype(np.float32)})["occupancy"]
+        return {"voxels": voxels, "silhouette": sketch["silhouette"][:, 0], "depth": sketch["depth"][:, 0],
+                "normals": sketch["normals"].transpose(0, 2, 3, 1)}
+
+    return predict, info.image_size, info.voxel_res, info.threshold
+
 
 
 def torch_predictor(run: str | Path, variant: str = "full") -> tuple[Predictor, object]:
