@@ -26,6 +26,8 @@ def export(
                                         "(test split; train if it has none)."),
     force: bool = typer.Option(False, "--force", help="Keep FP16 twins that fail the accuracy gate."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (13..17; TensorRT 8.6 reads up to 17)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Default iso level stored in the model "
+                                              "(choose it with `recon-cli eval --split train`; default 0.4)."),
 ):
     """Export a run folder to a model folder that `recon-cli` runs without torch.
 
@@ -39,4 +41,4 @@ def export(
     except ValueError:
         raise InputError(f"--batch {batch!r}: give three integers min,opt,max such as 1,1,8") from None
     export_model(weights, out, fp16=fp16, engine=engine, vram=vram, workspace=workspace, batch=sizes,
-                 data=data, force=force, opset=opset)
+                 data=data, force=force, opset=opset, threshold=threshold)

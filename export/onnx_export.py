@@ -265,8 +265,9 @@ def git_commit() -> str:
         return "unknown"
 
 
-def model_metadata(loaded: dict) -> Dict[str, str]:
-    """The recon.* metadata_props (strings; JSON where structured) from a loaded run."""
+def model_metadata(loaded: dict, threshold: float | None = None) -> Dict[str, str]:
+    """The recon.* metadata_props (strings; JSON where structured) from a loaded run; threshold: the
+    default iso level (None: DEFAULT_THRESHOLD), best chosen on training data by `recon-cli eval --split train`."""
     import recon
     from recon.runtime.model import sha256_file
     from recon.runtime.preprocess import DEFAULT_FILL
@@ -294,7 +295,7 @@ def model_metadata(loaded: dict) -> Dict[str, str]:
         "recon.framing_fill": repr(float(DEFAULT_FILL)),
         "recon.background": "white",
         "recon.voxel_res": str(preset.voxel_res),
-        "recon.threshold": repr(float(DEFAULT_THRESHOLD)),
+        "recon.threshold": repr(float(DEFAULT_THRESHOLD if threshold is None else threshold)),
         "recon.outputs": json.dumps(OUTPUT_MEANINGS),
         "recon.depth_meaning": DEPTH_MEANING,
         "recon.data_fingerprint": str(fingerprint),
@@ -394,6 +395,7 @@ def _install(tmp: Path, out: Path) -> None:
 def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, engine: bool = False,
                  vram: str = "4GiB", workspace: str = "1GiB", batch: tuple[int, int, int] = (1, 1, 8),
                  data: str | Path | None = None, force: bool = False, opset: int = 17, check: bool = True,
+                 threshold: float | None = None,
                  log: Callable[[str], None] | None = _log_default) -> dict:
     """Export RUN (sketch.pt + joint.pt/voxel.pt) to the model folder OUT; return the model.json dict.
 
@@ -429,7 +431,9 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, 
     out = prepare_output(out)
     sketch_net, voxel_net = build_nets(loaded)
     preset = loaded["preset"]
-    metadata = model_metadata(loaded)
+    if threshold is not None and not 0 < threshold < 1:
+        raise InputError(f"--threshold must be between 0 and 1 (exclusive), got {threshold}")
+    metadata = model_metadata(loaded, threshold)
     threshold = float(metadata["recon.threshold"])
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))

@@ -546,3 +546,14 @@ def test_paper_preset_exports_at_batch_one(tmp_path):
     assert manifest["plan"]["nets"]["voxel"]["weights_bytes"]["fp32"] > 250 * MiB
     assert manifest["files"]["voxel.onnx"]["bytes"] < 2 * GiB  # single file, under protobuf's limit
     verify_model_dir(out)
+
+
+def test_chosen_threshold_travels_to_the_runtime(edge_run, tmp_path):
+    from recon.runtime.model import load_model_dir
+
+    export_model(edge_run, tmp_path / "model", threshold=0.25, log=None)
+    assert float(read_metadata(tmp_path / "model" / "voxel.onnx")["recon.threshold"]) == 0.25
+    assert load_model_dir(tmp_path / "model").threshold == 0.25
+    with pytest.raises(InputError, match="--threshold"):
+        export_model(edge_run, tmp_path / "other", threshold=1.5, log=None)
+    assert not (tmp_path / "other").exists()
