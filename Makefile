@@ -2,24 +2,30 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 DEMO_OUT := demo_out
+DEMO_IMAGE := examples/chair_photo.jpg
 
 .PHONY: demo test clean
 
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# constraints.txt keeps torch on the local CPU build (an unpinned torch pulls a multi-GB CUDA build)
+
+# The demo needs only the lean runtime (no torch).
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+# Tests need everything; constraints.txt keeps torch on the local CPU build (an unpinned torch pulls a multi-GB CUDA build).
+$(VENV)/.dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[train,export,dev]'
-	touch $(STAMP)
+	touch $@ $(VENV)/.runtime
 
-demo: $(STAMP)
-	$(BIN)/recon-cli data synth --out $(DEMO_OUT)/data --objects 2 --views 4 --image-size 128 --voxel-res 64 --seed 0
-	$(BIN)/recon-cli data preview $(DEMO_OUT)/data --out $(DEMO_OUT)/preview.png
+demo: $(VENV)/.runtime
+	$(BIN)/recon-cli infer $(DEMO_IMAGE) --out $(DEMO_OUT) --format obj,glb
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

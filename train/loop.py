@@ -104,22 +104,22 @@ def voxel_input(batch, cfg, ctx) -> torch.Tensor:
     return true_sketch(batch)
 
 
-def step_voxel(nets, optimizers, batch, cfg, ctx):
-    logits = nets["voxel"](voxel_input(batch, cfg, ctx))  # (B, R, R, R)
+def occupancy_step(name: str, inputs: torch.Tensor, nets, optimizers, batch):
+    """One BCE step of the voxel-producing net `name` on `inputs` (voxel and direct stages)."""
+    logits = nets[name](inputs)  # (B, R, R, R)
     loss = F.binary_cross_entropy_with_logits(logits, batch["voxels"])
-    optimizers["voxel"].zero_grad(set_to_none=True)
+    optimizers[name].zero_grad(set_to_none=True)
     loss.backward()
-    optimizers["voxel"].step()
+    optimizers[name].step()
     return loss, {"iou": batch_iou(logits.detach(), batch["voxels"])}
+
+
+def step_voxel(nets, optimizers, batch, cfg, ctx):
+    return occupancy_step("voxel", voxel_input(batch, cfg, ctx), nets, optimizers, batch)
 
 
 def step_direct(nets, optimizers, batch, cfg, ctx):
-    logits = nets["direct"](normalize(batch["rgb"]))  # (B, R, R, R)
-    loss = F.binary_cross_entropy_with_logits(logits, batch["voxels"])
-    optimizers["direct"].zero_grad(set_to_none=True)
-    loss.backward()
-    optimizers["direct"].step()
-    return loss, {"iou": batch_iou(logits.detach(), batch["voxels"])}
+    return occupancy_step("direct", normalize(batch["rgb"]), nets, optimizers, batch)
 
 
 def step_gan(nets, optimizers, batch, cfg, ctx):
