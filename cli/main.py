@@ -199,9 +199,11 @@ for _stage, _help in {
 
 from recon.cli.export_cmd import export  # noqa: E402  (typer-only at import time)
 from recon.cli.infer_cmd import infer  # noqa: E402
+from recon.cli.profile_cmd import profile  # noqa: E402
 
 app.command("export")(export)
 app.command("infer")(infer)
+app.command("profile")(profile)
 
 
 @app.command("eval")
@@ -258,6 +260,10 @@ def doctor():
                                         for g in gpus) or "none usable")
     table.add_row("TensorRT", report["tensorrt"] or "not usable (install it with the GPU's JetPack/CUDA stack)")
     Console().print(table)
+    if report["packages"]["onnxruntime"] and report["packages"]["onnxruntime-gpu"]:
+        # both wheels install the same `onnxruntime` module; whichever was installed last wins
+        console.print("[yellow]warning:[/] onnxruntime and onnxruntime-gpu are both installed; keep one: "
+                      "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu", soft_wrap=True)
 
 
 def main() -> None:
