@@ -200,10 +200,12 @@ for _stage, _help in {
 from recon.cli.export_cmd import export  # noqa: E402  (typer-only at import time)
 from recon.cli.infer_cmd import infer  # noqa: E402
 from recon.cli.profile_cmd import profile  # noqa: E402
+from recon.cli.stream_cmd import stream  # noqa: E402
 
 app.command("export")(export)
 app.command("infer")(infer)
 app.command("profile")(profile)
+app.command("stream")(stream)
 
 
 @app.command("eval")

@@ -222,6 +222,14 @@ class Reconstructor:
     def __exit__(self, *exc):
         self.close()
 
+    def stream(self, source, every: int = 1, max_latency_ms: float | None = None, live: bool | None = None,
+               **options):
+        """Results of a camera index, video file, stream URL or iterable of frames, the stages running
+        concurrently: a recon.runtime.stream.Stream (iterate it; see that module for the options)."""
+        from recon.runtime.stream import Stream
+
+        return Stream(self, source, every=every, max_latency_ms=max_latency_ms, live=live, **options)
+
     def __call__(self, image, **options) -> Result:
         """Reconstruct one picture (path or array); options as in `batch`."""
         return self.batch([image], **options)[0]
