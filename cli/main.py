@@ -85,6 +85,10 @@ def data_build(
     meshes: Path = typer.Option(..., help="Folder of <category>/<name>.{obj,off,ply,stl,glb}."),
     out: Path = typer.Option(..., help="Dataset folder to write (resumable)."),
     up: str = typer.Option("y", help="Up axis of the meshes: y or z."),
+    auto_orient: bool = typer.Option(False, help="Turn each mesh into its category's canonical pose "
+                                     "(chair, car, airplane); low-confidence ones are listed."),
+    overrides: Optional[Path] = typer.Option(None, help="With --auto-orient: file of <mesh file name> <TAB> "
+                                             "<rotation 0-23> (or JSON) fixing chosen poses."),
     views: int = typer.Option(20, help="Rendered views per object."),
     image_size: int = typer.Option(256, help="Render size in pixels (square)."),
     voxel_res: int = typer.Option(128, help="Occupancy grid resolution."),
@@ -97,8 +101,11 @@ def data_build(
     settings = RenderSettings(views=views, image_size=image_size, voxel_res=voxel_res)
     bar, advance = object_progress(len(find_meshes(meshes)), "build")
     with bar:
-        manifest = build(meshes, out, seed, settings, up, workers, advance)
+        manifest = build(meshes, out, seed, settings, up, workers, advance, auto_orient, overrides)
     report_dataset(manifest, out)
+    for entry in manifest.get("low_confidence", []):
+        console.print(f"[yellow]check orientation[/] {entry['source']}: rotation {entry['rotation_index']}, "
+                      f"confidence {entry['confidence']}", soft_wrap=True, highlight=False)
     if manifest["failed"]:
         raise typer.Exit(1)
 

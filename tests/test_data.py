@@ -229,3 +229,25 @@ def test_meshes_folder_without_meshes(tmp_path):
 
 def test_preview_of_a_folder_without_manifest(tmp_path):
     assert_one_line_error(run_cli("data", "preview", tmp_path), "no manifest.json")
+
+
+def test_build_auto_orients_a_turned_mesh_and_applies_overrides(tmp_path):
+    from recon.train.orient import ROTATIONS
+    from recon.train.shapes import make_shape
+    from recon.runtime.voxels import iou, voxelize_solid
+
+    chair = make_shape("chair", 20_001).mesh
+    turned = chair.copy()
+    turned.apply_transform(np.block([[ROTATIONS[7].T, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]]))
+    (tmp_path / "meshes" / "chair").mkdir(parents=True)
+    turned.export(tmp_path / "meshes" / "chair" / "turned.obj")
+    turned.export(tmp_path / "meshes" / "chair" / "fixed.obj")
+    (tmp_path / "overrides.tsv").write_text("fixed.obj\t0\n")
+    manifest = build(tmp_path / "meshes", tmp_path / "out", seed=0, settings=SETTINGS, auto_orient=True,
+                     overrides=tmp_path / "overrides.tsv")
+    orientation = {e["id"]: e["orientation"] for e in manifest["objects"]}
+    assert orientation["chair_fixed"] == {"rotation_index": 0, "override": True, "confidence": 1.0}
+    assert not orientation["chair_turned"]["override"]
+    canonical = voxelize_solid(chair, 32)
+    assert iou(load_voxels(tmp_path / "out", "chair_turned"), canonical) > 0.8  # back in the canonical pose
+    assert iou(load_voxels(tmp_path / "out", "chair_fixed"), canonical) < 0.8  # the override kept it turned

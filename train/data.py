@@ -56,6 +56,8 @@ class ObjectJob:
     seed: int
     mesh_path: str | None = None  # None: a synthetic object made from `seed`
     up: str = "y"
+    auto_orient: bool = False  # turn the mesh into the category's canonical pose (recon.train.orient)
+    rotation: int | None = None  # a person's override of the auto-orientation (index into ROTATIONS)
 
 
 # ---------------------------------------------------------------- appearance
@@ -106,9 +108,18 @@ def object_mesh(job: ObjectJob):
     import trimesh
 
     mesh = normalize_to_unit_cube(load_mesh(job.mesh_path), up=job.up)
+    meta = {"source": str(job.mesh_path)}
+    if job.auto_orient:
+        from recon.train.orient import apply_orientation, orient
+
+        found = orient(mesh, job.category) if job.rotation is None else None
+        index = job.rotation if found is None else found.rotation_index
+        mesh = apply_orientation(mesh, index)
+        meta["orientation"] = {"rotation_index": index, "override": found is None,
+                               "confidence": 1.0 if found is None else round(found.confidence, 3)}
     # Real meshes have no part labels: connected components colour differently instead.
     parts = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
-    return mesh, parts.astype(np.int32), {"source": str(job.mesh_path)}
+    return mesh, parts.astype(np.int32), meta
 
 
 def view_path(root: Path, object_id: str, view: int) -> Path:
@@ -284,7 +295,8 @@ def find_meshes(meshes: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def build_jobs(found: list[tuple[str, Path]], seed: int, up: str) -> list[ObjectJob]:
+def build_jobs(found: list[tuple[str, Path]], seed: int, up: str, auto_orient: bool = False,
+               overrides: dict[str, int] | None = None) -> list[ObjectJob]:
     by_category: dict[str, list[Path]] = {}
     for category, path in found:
         by_category.setdefault(category, []).append(path)
@@ -293,23 +305,42 @@ def build_jobs(found: list[tuple[str, Path]], seed: int, up: str) -> list[Object
         for index, path in enumerate(paths):
             jobs.append(ObjectJob(object_id=f"{category}_{path.stem}", category=category,
                                   split=split_of(index, len(paths), seed, category),
-                                  seed=seed * 1_000_003 + index, mesh_path=str(path), up=up))
+                                  seed=seed * 1_000_003 + index, mesh_path=str(path), up=up,
+                                  auto_orient=auto_orient, rotation=(overrides or {}).get(path.name)))
     return jobs
 
 
+LOW_CONFIDENCE = 0.3  # auto-orientations below this are listed in the manifest for a person to check
+
+
 def build(meshes: Path, out: Path, seed: int, settings: RenderSettings, up: str = "y",
-          workers: int = 1, progress=None) -> dict:
-    """`recon-cli data build`: the user's own meshes, normalised to the canonical frame."""
+          workers: int = 1, progress=None, auto_orient: bool = False, overrides: Path | None = None) -> dict:
+    """`recon-cli data build`: the user's own meshes, normalised to the canonical frame; with
+    auto_orient also turned into their category's canonical pose (overrides: name -> rotation file)."""
     settings.validate()
     if up not in ("y", "z"):
         raise InputError(f"--up must be 'y' or 'z', got {up!r}")
     found = find_meshes(meshes)
-    jobs = build_jobs(found, seed, up)
+    chosen = None
+    if auto_orient:
+        from recon.train.orient import load_overrides
+        from recon.train.shapes import CATEGORIES
+
+        unknown = sorted({category for category, _ in found} - set(CATEGORIES))
+        if unknown:
+            raise InputError(f"--auto-orient knows {', '.join(CATEGORIES)}; {meshes} has {', '.join(unknown)}")
+        chosen = load_overrides(overrides) if overrides else {}
+    elif overrides:
+        raise InputError("--overrides needs --auto-orient")
+    jobs = build_jobs(found, seed, up, auto_orient, chosen)
     out = prepare_output(out, settings, seed)
     categories = sorted({job.category for job in jobs})
-    extra = {"source": str(Path(meshes).resolve()), "up": up}
+    extra = {"source": str(Path(meshes).resolve()), "up": up, "auto_orient": auto_orient}
     write_manifest(out, "build", settings, seed, categories, [], [], extra, complete=False)
     entries, failures = run_jobs(jobs, settings, out, workers, progress)
+    if auto_orient:
+        extra["low_confidence"] = [{"id": e["id"], "source": e["source"], **e["orientation"]} for e in entries
+                                   if e["orientation"]["confidence"] < LOW_CONFIDENCE]
     return write_manifest(out, "build", settings, seed, categories, entries, failures, extra)
 
 
