@@ -16,24 +16,18 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from recon.runtime.profile import timed_ms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def timed(fn, repeats: int, warmup: int = 2) -> float:
     """Median wall time of fn() in ms."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return statistics.median(timed_ms(fn, repeats, warmup))
 
 
 def timed_pair(a, b, repeats: int, warmup: int = 2) -> tuple[float, float]:
@@ -46,20 +40,13 @@ def torch_runners(run: Path, threads: int):
     """The run's nets in PyTorch eager, behind the runtime's runner interface (same outputs)."""
     import torch
 
+    from recon.export.onnx_export import build_nets, load_run
     from recon.runtime.backends import BaseRunner, TensorSpec
-    from recon.train.checkpoint import checkpoint_preset, load_checkpoint
-    from recon.train.presets import build_sketch_net, build_voxel_net
 
     torch.set_num_threads(threads)
-    sketch_state = load_checkpoint(run / "sketch.pt")
-    voxel_path = run / "joint.pt" if (run / "joint.pt").exists() else run / "voxel.pt"
-    voxel_state = load_checkpoint(voxel_path)
-    preset = checkpoint_preset(sketch_state)
-    sketch, voxel = build_sketch_net(preset), build_voxel_net(preset)
-    sketch.load_state_dict(sketch_state["nets"]["sketch"])
-    voxel.load_state_dict(voxel_state["nets"]["voxel"])
-    sketch.eval(), voxel.eval()
-    s = preset.image_size
+    loaded = load_run(run)  # the deployable chain, exactly what export reads
+    sketch, voxel = build_nets(loaded)
+    s = loaded["preset"].image_size
 
     class TorchRunner(BaseRunner):
         def __init__(self, name, forward, input_name, channels):

@@ -13,6 +13,10 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from recon.cli.export_cmd import export  # the command modules import only typer at load time
+from recon.cli.infer_cmd import infer
+from recon.cli.profile_cmd import profile
+from recon.cli.stream_cmd import stream
 from recon.runtime.errors import ReconError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -139,14 +143,12 @@ def data_preview(
     console.print(f"wrote {preview(dataset, out, samples, seed)}")
 
 
-def train_stage(stage: str, data: Path, out: Path, preset: str, epochs: int, batch: int, seed: int,
-                lr: Optional[float], resume: bool, workers: int, max_objects: Optional[int], **extra) -> None:
+def train_stage(config) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from recon.train.loop import TrainConfig, train
+    from recon.train.loop import train
 
-    config = TrainConfig(stage=stage, data=str(data), out=str(out), preset=preset, epochs=epochs, batch=batch,
-                         seed=seed, lr=lr, resume=resume, workers=workers, max_objects=max_objects, **extra)
+    stage, epochs, out = config.stage, config.epochs, config.out
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[stats]}"), console=console)
     tasks = {}
@@ -187,8 +189,11 @@ def stage_command(stage: str, help_text: str):
         sketch_mix: float = typer.Option(0.0, help="voxel/joint: fraction of batches fed predicted sketches."),
         critic_steps: int = typer.Option(5, help="gan: critic updates per generator update."),
     ):
-        train_stage(stage, data, out, preset, epochs, batch, seed, lr, resume, workers, max_objects,
-                    alpha=alpha, sketch_mix=sketch_mix, critic_steps=critic_steps)
+        from recon.train.loop import TrainConfig
+
+        train_stage(TrainConfig(stage=stage, data=str(data), out=str(out), preset=preset, epochs=epochs, batch=batch,
+                                seed=seed, lr=lr, resume=resume, workers=workers, max_objects=max_objects,
+                                alpha=alpha, sketch_mix=sketch_mix, critic_steps=critic_steps))
 
     command.__doc__ = help_text
     train_app.command(stage)(command)
@@ -203,11 +208,6 @@ for _stage, _help in {
 }.items():
     stage_command(_stage, _help)
 
-
-from recon.cli.export_cmd import export  # noqa: E402  (typer-only at import time)
-from recon.cli.infer_cmd import infer  # noqa: E402
-from recon.cli.profile_cmd import profile  # noqa: E402
-from recon.cli.stream_cmd import stream  # noqa: E402
 
 app.command("export")(export)
 app.command("infer")(infer)

@@ -174,17 +174,14 @@ def synthetic_inputs(image_size: int, batch: int = 2, seed: int = 0) -> Dict[str
 def torch_reference(model_dir, run, iterations: int = 10, threads: int | None = None) -> Dict[str, dict]:
     """Each net at batch 1 through ONNX Runtime CPU (the model folder) and PyTorch eager (the run
     folder it was exported from), same inputs and threads: median ms, their ratio, max abs difference."""
-    import time
-    from pathlib import Path
-
     import torch
 
+    from recon.export.onnx_export import build_nets, load_run
     from recon.runtime.model import default_model_dir, load_model_dir
-    from recon.train.loop import load_net
+    from recon.runtime.profile import timed_ms
 
     model = load_model_dir(default_model_dir() if model_dir is None else model_dir)
-    voxel_stage = "joint" if (Path(run) / "joint.pt").is_file() else "voxel"
-    nets = {"sketch": load_net(run, "sketch", "sketch"), "voxel": load_net(run, voxel_stage, "voxel")}
+    nets = dict(zip(("sketch", "voxel"), build_nets(load_run(run))))
     if threads:
         torch.set_num_threads(threads)
     feeds = {name: value[:1] for name, value in synthetic_inputs(model.image_size).items()}
@@ -196,21 +193,12 @@ def torch_reference(model_dir, run, iterations: int = 10, threads: int | None = 
             return [torch.sigmoid(out).numpy()]  # the exported graphs end in a sigmoid
         return [out["normals"].numpy(), out["depth"].numpy(), torch.sigmoid(out["silhouette_logits"]).numpy()]
 
-    def median_ms(run_once) -> float:
-        run_once()
-        times = []
-        for _ in range(iterations):
-            start = time.perf_counter()
-            run_once()
-            times.append((time.perf_counter() - start) * 1000.0)
-        return float(np.median(times))
-
     rows = {}
     for net in ("sketch", "voxel"):
         session = ort_session(model.onnx(net), threads)
         feed = {"image": feeds["image"]} if net == "sketch" else {"sketch": feeds["sketch"]}
-        ort_ms = median_ms(lambda: session.run(None, feed))
-        torch_ms = median_ms(lambda: eager(net))
+        ort_ms = float(np.median(timed_ms(lambda: session.run(None, feed), iterations)))
+        torch_ms = float(np.median(timed_ms(lambda: eager(net), iterations)))
         difference = max(float(np.max(np.abs(a - b))) for a, b in zip(session.run(None, feed), eager(net)))
         rows[net] = {"onnxruntime_cpu_ms": ort_ms, "pytorch_eager_ms": torch_ms,
                      "speedup": torch_ms / ort_ms, "max_abs_diff": difference}

@@ -68,6 +68,18 @@ def parse_batches(text) -> list[int]:
     return batches
 
 
+def timed_ms(fn, iterations: int, warmup: int = 1) -> list[float]:
+    """Wall time of each of `iterations` calls of fn() in ms, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
 def latency_stats(samples_ms, images: int = 1) -> dict:
     """min, mean, median, p90, p95, p99, max, std (ms) of the samples, and images/s at the mean."""
     values = np.asarray(samples_ms, dtype=np.float64)
@@ -312,11 +324,7 @@ def compare_providers(model_dir=None, iterations: int = 10, threads: int | None 
                 continue
             feed = _random_feed(session, 1)
             outputs = session.run(None, feed)
-            times = []
-            for _ in range(iterations):
-                start = time.perf_counter()
-                session.run(None, feed)
-                times.append((time.perf_counter() - start) * 1000.0)
+            times = timed_ms(lambda: session.run(None, feed), iterations, warmup=0)
             row = {"running": session.get_providers()[0], "median_ms": float(np.median(times))}
             if reference is None:
                 reference = outputs
@@ -387,7 +395,6 @@ def graph_costs(model, batch: int = 1) -> dict:
         if a is None or b is None or out is None:
             unknown.append(node.name or node.op_type)
             continue
-        group = int(attrs.get("group", 1))
         if node.op_type == "Conv":  # W: (Cout, Cin/group, k...); each output element: Cin/group * prod(k) MACs
             macs = int(np.prod(out, dtype=np.int64)) * int(np.prod(b[1:], dtype=np.int64))
         elif node.op_type == "ConvTranspose":  # W: (Cin, Cout/group, k...); each input element scatters Cout/group*prod(k)

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 
-def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`recon-cli ARGS...` in a fresh process; 200 columns, so rich wraps messages the same on every terminal."""
+def run_cli(*args, timeout: float = 300, unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`recon-cli ARGS...` in a fresh process; 200 columns, so rich wraps messages the same on every
+    terminal; `unset`: environment variables the process must not see (e.g. DISPLAY)."""
+    env = {key: value for key, value in os.environ.items() if key not in unset}
     return subprocess.run([sys.executable, "-m", "recon.cli.main", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+                          capture_output=True, text=True, timeout=timeout, env={**env, "COLUMNS": "200"})
+
+
+def modules_loaded_by(statement: str, modules) -> list[str]:
+    """Which of `modules` a fresh interpreter has loaded after running `statement` (e.g. an import)."""
+    code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(m for m in {tuple(modules)!r} if m in sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

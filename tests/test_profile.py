@@ -4,9 +4,7 @@ of a hand-built graph, and usage errors."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,35 +12,10 @@ import pytest
 from recon.runtime.errors import InputError
 from recon.runtime.profile import STAGE_ROWS, TARGET_GPUS, graph_costs, latency_stats, parse_batches
 
-from cli_runner import assert_one_line_error
-
-# Until recon.cli.main registers the command, run it through the same registration and error handling.
-_STANDALONE = """
-import sys, typer
-from recon.cli.profile_cmd import profile
-from recon.runtime.errors import ReconError
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-app.callback()(lambda: None)
-app.command("profile")(profile)
-try:
-    app()
-except ReconError as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
-"""
-
-
-def _registered() -> bool:
-    from recon.cli.main import app
-
-    return any(command.name == "profile" for command in app.registered_commands)
-
+from cli_runner import assert_one_line_error, modules_loaded_by, run_cli
 
 def run_profile(*args, timeout: float = 120) -> subprocess.CompletedProcess:
-    prefix = ["-m", "recon.cli.main"] if _registered() else ["-c", _STANDALONE]
-    env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, *prefix, "profile", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return run_cli("profile", *args, timeout=timeout)
 
 
 STAT_KEYS = ("min_ms", "mean_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms")
@@ -110,7 +83,7 @@ def test_per_layer_lists_real_op_types(report):
 
 
 def _tiny_graph():
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -194,7 +167,4 @@ def test_bad_batch(batch):
 
 
 def test_command_module_imports_no_runtime():
-    code = ("import sys; import recon.cli.profile_cmd; "
-            "print(sorted(m for m in ('onnxruntime', 'numpy', 'onnx', 'torch', 'rich') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+    assert modules_loaded_by("import recon.cli.profile_cmd", ("onnxruntime", "numpy", "onnx", "torch", "rich")) == []

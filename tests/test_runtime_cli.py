@@ -6,13 +6,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cli_runner import assert_one_line_error, run_cli
+from cli_runner import assert_one_line_error, modules_loaded_by, run_cli
 from conftest import noise_bytes
 
 
@@ -149,7 +148,4 @@ def test_output_folder_not_writable_is_exit_2(model_dir, pictures, tmp_path):
 
 
 def test_help_does_not_load_the_runtime():
-    script = ("import sys; from recon.cli import infer_cmd; "
-              "print(sorted(m for m in ('onnxruntime', 'trimesh', 'torch', 'numpy') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+    assert modules_loaded_by("from recon.cli import infer_cmd", ("onnxruntime", "trimesh", "torch", "numpy")) == []

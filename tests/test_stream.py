@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 
+from cli_runner import run_cli
 from recon.runtime.errors import InputError, ReconError
 
 cv2 = pytest.importorskip("cv2", reason="OpenCV (the `video` extra) is not installed")
@@ -194,23 +193,8 @@ def test_memory_stays_flat_over_2000_frames(reconstructor):
 
 
 def run_stream_cli(*args) -> subprocess.CompletedProcess:
-    """`recon-cli stream ARGS` when registered, else the command in a tiny app with main()'s error handling."""
-    from recon.cli import main
-
-    env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
-    env.pop("DISPLAY", None)
-    if any(c.name == "stream" for c in main.app.registered_commands):
-        command = [sys.executable, "-m", "recon.cli.main", "stream"]
-    else:
-        command = [sys.executable, "-c",
-                   "import sys, typer\n"
-                   "from recon.cli.stream_cmd import stream\n"
-                   "from recon.runtime.errors import ReconError\n"
-                   "app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)\n"
-                   "app.command()(stream)\n"
-                   "try:\n    app()\n"
-                   "except ReconError as error:\n    print(f'error: {error}', file=sys.stderr); sys.exit(2)\n"]
-    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, timeout=120, env=env)
+    """`recon-cli stream ARGS` with no display, as on a headless device."""
+    return run_cli("stream", *args, timeout=120, unset=("DISPLAY",))
 
 
 @pytest.mark.timeout(120)

@@ -172,11 +172,14 @@ def _run_job(args) -> tuple[ObjectJob, dict | None, str | None]:
 # ---------------------------------------------------------------- the whole dataset
 
 
-def split_of(index: int, count: int, seed: int, category: str) -> str:
-    """'test' for a fixed TEST_FRACTION of a category's objects chosen by seed, else 'train'."""
+def splits(count: int, seed: int, category: str) -> list[str]:
+    """'test' or 'train' for each of a category's `count` objects: a fixed TEST_FRACTION chosen by seed."""
     order = np.random.default_rng([seed, sum(map(ord, category))]).permutation(count)
     n_test = max(1, round(TEST_FRACTION * count)) if count > 1 else 0
-    return "test" if index in set(order[:n_test].tolist()) else "train"
+    labels = ["train"] * count
+    for index in order[:n_test]:
+        labels[index] = "test"
+    return labels
 
 
 def prepare_output(out: Path, settings: RenderSettings | None = None, seed: int | None = None) -> Path:
@@ -263,9 +266,8 @@ def synth_jobs(objects: int, categories: Iterable[str], seed: int) -> list[Objec
     for category in categories:
         if category not in CATEGORIES:
             raise InputError(f"unknown category {category!r}; choose from {', '.join(CATEGORIES)}")
-        for index in range(objects):
-            jobs.append(ObjectJob(object_id=f"{category}_{index:05d}", category=category,
-                                  split=split_of(index, objects, seed, category),
+        for index, split in enumerate(splits(objects, seed, category)):
+            jobs.append(ObjectJob(object_id=f"{category}_{index:05d}", category=category, split=split,
                                   seed=seed * 1_000_003 + index))
     return jobs
 
@@ -302,9 +304,8 @@ def build_jobs(found: list[tuple[str, Path]], seed: int, up: str, auto_orient: b
         by_category.setdefault(category, []).append(path)
     jobs = []
     for category, paths in by_category.items():
-        for index, path in enumerate(paths):
-            jobs.append(ObjectJob(object_id=f"{category}_{path.stem}", category=category,
-                                  split=split_of(index, len(paths), seed, category),
+        for index, (path, split) in enumerate(zip(paths, splits(len(paths), seed, category))):
+            jobs.append(ObjectJob(object_id=f"{category}_{path.stem}", category=category, split=split,
                                   seed=seed * 1_000_003 + index, mesh_path=str(path), up=up,
                                   auto_orient=auto_orient, rotation=(overrides or {}).get(path.name)))
     return jobs

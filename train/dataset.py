@@ -53,8 +53,12 @@ class ViewDataset(Dataset):
                    if split in ("all", entry["split"]) and (categories is None or entry["category"] in categories)]
         if max_objects:  # the first N of each category, so quick runs still see every category
             seen: dict[str, int] = {}
-            objects = [e for e in objects if seen.setdefault(e["category"], 0) < max_objects
-                       and not seen.update({e["category"]: seen[e["category"]] + 1})]
+            kept = []
+            for entry in objects:
+                seen[entry["category"]] = seen.get(entry["category"], 0) + 1
+                if seen[entry["category"]] <= max_objects:
+                    kept.append(entry)
+            objects = kept
         self.objects = objects
         self.items = [(index, view) for index, entry in enumerate(self.objects) for view in range(entry["views"])]
         self.image_size, self.voxel_res, self.fill = image_size, voxel_res, fill

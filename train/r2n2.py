@@ -19,7 +19,7 @@ from recon.runtime.camera import Camera
 from recon.runtime.errors import InputError
 from recon.runtime.fileio import save_npz_atomic
 from recon.runtime.voxels import read_binvox
-from recon.train.data import RenderSettings, object_path, prepare_output, split_of, view_path, write_manifest
+from recon.train.data import RenderSettings, object_path, prepare_output, splits, view_path, write_manifest
 
 SYNSETS = {"03001627": "chair", "02958343": "car", "02691156": "airplane"}
 R2N2_MAX_CAMERA_DISTANCE = 1.75  # rendering_metadata.txt stores distance as a fraction of this
@@ -56,7 +56,7 @@ def convert(renderings: Path, voxels: Path, out: Path, image_size: int = 128, se
     voxel_res = None
     for synset, category in wanted.items():
         models = sorted(p.parent.name for p in (voxels / synset).glob("*/model.binvox"))
-        for index, model in enumerate(models):
+        for model, split in zip(models, splits(len(models), seed, category)):
             object_id = f"{category}_{model}"
             try:
                 grid, _, _ = read_binvox(voxels / synset / model / "model.binvox")
@@ -73,7 +73,7 @@ def convert(renderings: Path, voxels: Path, out: Path, image_size: int = 128, se
                 continue
             voxel_res = grid.shape[0]
             entry = {"id": object_id, "category": category, "views": len(cameras),
-                     "split": split_of(index, len(models), seed, category), "source": f"{synset}/{model}"}
+                     "split": split, "source": f"{synset}/{model}"}
             save_npz_atomic(object_path(out, object_id), voxels=grid, meta=np.array(json.dumps(entry)))
             entries.append(entry)
     if not entries:
