@@ -136,10 +136,18 @@ def data_preview(
     out: Path = typer.Option(Path("preview.png"), help="Contact sheet to write (PNG)."),
     samples: int = typer.Option(6, help="Objects to show."),
     seed: int = typer.Option(0, help="Which objects to pick."),
+    orientations: bool = typer.Option(False, help="Instead: the low-confidence meshes of an --auto-orient "
+                                      "build: as loaded, as built, the chosen pose and the best pose per other "
+                                      "up direction, with rotation indices, for an overrides file."),
 ):
     """Write a contact sheet: RGB | normals | depth | mask | voxels."""
-    from recon.train.data import preview
+    from recon.train.data import orientation_sheets, preview
 
+    if orientations:
+        written = orientation_sheets(dataset, out)
+        console.print(f"wrote {len(written)} page(s): " + ", ".join(map(str, written)) if written
+                      else f"{dataset}: no low-confidence orientations to check")
+        return
     console.print(f"wrote {preview(dataset, out, samples, seed)}")
 
 
@@ -175,7 +183,8 @@ def stage_command(stage: str, help_text: str):
     """One `recon-cli train <stage>` command; all stages share the common options."""
 
     def command(
-        data: Path = typer.Option(..., help="Dataset folder."),
+        data: list[Path] = typer.Option(..., help="Dataset folder; repeat it to train on several together "
+                                        "(e.g. procedural + real), --max-objects applying to each."),
         out: Path = typer.Option(..., help="Run folder (checkpoints, metrics.jsonl)."),
         preset: str = typer.Option("edge", help="Model sizes: edge or paper."),
         epochs: int = typer.Option(10, help="Total epochs of this stage."),
@@ -191,9 +200,11 @@ def stage_command(stage: str, help_text: str):
     ):
         from recon.train.loop import TrainConfig
 
-        train_stage(TrainConfig(stage=stage, data=str(data), out=str(out), preset=preset, epochs=epochs, batch=batch,
-                                seed=seed, lr=lr, resume=resume, workers=workers, max_objects=max_objects,
-                                alpha=alpha, sketch_mix=sketch_mix, critic_steps=critic_steps))
+        folders = [str(folder) for folder in data]
+        train_stage(TrainConfig(stage=stage, data=folders[0] if len(folders) == 1 else folders, out=str(out),
+                                preset=preset, epochs=epochs, batch=batch, seed=seed, lr=lr, resume=resume,
+                                workers=workers, max_objects=max_objects, alpha=alpha, sketch_mix=sketch_mix,
+                                critic_steps=critic_steps))
 
     command.__doc__ = help_text
     train_app.command(stage)(command)

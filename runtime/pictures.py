@@ -40,6 +40,16 @@ def fit(image: np.ndarray, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
 
 
+def caption(image: np.ndarray, text: str) -> np.ndarray:
+    """A copy of the picture with `text` written in its top-left corner (labels that differ per cell)."""
+    picture = Image.fromarray(np.asarray(image, np.uint8))
+    draw = ImageDraw.Draw(picture)
+    box = draw.textbbox((2, 1), text)
+    draw.rectangle((0, 0, box[2] + 2, box[3] + 1), fill=(255, 255, 255))
+    draw.text((2, 1), text, fill=(200, 30, 30))
+    return np.asarray(picture)
+
+
 def contact_sheet(rows: list[list[np.ndarray]], row_labels: list[str] | None = None,
                   column_labels: list[str] | None = None, cell: int = 128, gap: int = 4) -> np.ndarray:
     """Rows of pictures scaled to one height, with optional labels: (H, W, 3) uint8."""

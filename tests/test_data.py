@@ -251,3 +251,66 @@ def test_build_auto_orients_a_turned_mesh_and_applies_overrides(tmp_path):
     canonical = voxelize_solid(chair, 32)
     assert iou(load_voxels(tmp_path / "out", "chair_turned"), canonical) > 0.8  # back in the canonical pose
     assert iou(load_voxels(tmp_path / "out", "chair_fixed"), canonical) < 0.8  # the override kept it turned
+
+
+def _turned_chairs(folder: Path, names: list[str]) -> None:
+    from recon.train.orient import ROTATIONS
+    from recon.train.shapes import make_shape
+
+    (folder / "chair").mkdir(parents=True)
+    for index, name in enumerate(names):
+        mesh = make_shape("chair", 20_010 + index).mesh
+        mesh.apply_transform(np.block([[ROTATIONS[5].T, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]]))
+        mesh.export(folder / "chair" / f"{name}.obj")
+
+
+def test_excluded_meshes_are_left_out_without_moving_the_split(tmp_path):
+    _turned_chairs(tmp_path / "meshes", ["a", "b", "c", "d", "e"])
+    plain = build(tmp_path / "meshes", tmp_path / "plain", seed=0, settings=SETTINGS, auto_orient=True)
+    (tmp_path / "overrides.tsv").write_text("b.obj\texclude\nd.obj\texclude\n")
+    kept = build(tmp_path / "meshes", tmp_path / "kept", seed=0, settings=SETTINGS, auto_orient=True,
+                 overrides=tmp_path / "overrides.tsv")
+    assert kept["excluded"] == ["b.obj", "d.obj"]
+    assert [e["id"] for e in kept["objects"]] == ["chair_a", "chair_c", "chair_e"]
+    split = {e["id"]: e["split"] for e in plain["objects"]}
+    assert all(e["split"] == split[e["id"]] for e in kept["objects"])
+
+
+def test_a_changed_override_re_renders_only_that_mesh(tmp_path):
+    _turned_chairs(tmp_path / "meshes", ["a", "b"])
+    out = tmp_path / "out"
+    first = build(tmp_path / "meshes", out, seed=0, settings=SETTINGS, auto_orient=True)
+    before = {e["id"]: object_path(out, e["id"]).stat().st_mtime_ns for e in first["objects"]}
+    (tmp_path / "overrides.tsv").write_text("a.obj\t13\n")
+    second = build(tmp_path / "meshes", out, seed=0, settings=SETTINGS, auto_orient=True,
+                   overrides=tmp_path / "overrides.tsv")
+    pose = {e["id"]: e["orientation"] for e in second["objects"]}
+    assert pose["chair_a"] == {"rotation_index": 13, "override": True, "confidence": 1.0}
+    assert pose["chair_b"] == {e["id"]: e["orientation"] for e in first["objects"]}["chair_b"]
+    assert object_path(out, "chair_a").stat().st_mtime_ns != before["chair_a"]
+    assert object_path(out, "chair_b").stat().st_mtime_ns == before["chair_b"]
+
+
+def test_orientation_sheets_page_the_low_confidence_meshes(tmp_path):
+    from PIL import Image
+
+    from recon.train.data import orientation_sheets
+
+    (tmp_path / "meshes" / "car").mkdir(parents=True)
+    for index, mesh in enumerate([trimesh.creation.icosphere(subdivisions=2), trimesh.creation.box((1, 1, 1)),
+                                  trimesh.creation.cylinder(0.5, 1.0)]):
+        mesh.export(tmp_path / "meshes" / "car" / f"symmetric{index}.obj")  # no pose wins: all low confidence
+    manifest = build(tmp_path / "meshes", tmp_path / "out", seed=0, settings=SETTINGS, auto_orient=True)
+    assert len(manifest["low_confidence"]) == 3
+    pages = orientation_sheets(tmp_path / "out", tmp_path / "sheet.png", per_page=2)
+    assert [p.name for p in pages] == ["sheet-01.png", "sheet-02.png"]
+    heights = [Image.open(p).size[1] for p in pages]
+    assert heights[0] > heights[1]  # two rows, then one
+    result = run_cli("data", "preview", tmp_path / "out", "--orientations", "--out", tmp_path / "one.png")
+    assert result.returncode == 0 and (tmp_path / "one.png").is_file()
+
+
+def test_orientation_sheets_need_an_auto_orient_build(dataset, tmp_path):
+    result = run_cli("data", "preview", dataset, "--orientations", "--out", tmp_path / "sheet.png")
+    assert_one_line_error(result, "--auto-orient")
+    assert not (tmp_path / "sheet.png").exists()

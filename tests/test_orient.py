@@ -92,11 +92,22 @@ def test_apply_orientation_accepts_index_matrix_and_orientation():
 
 def test_load_overrides_tsv_and_json(tmp_path):
     tsv = tmp_path / "overrides.tsv"
-    tsv.write_text("# name\tindex\nchair_a\t3\n\ncar_b\t0\n")
-    assert O.load_overrides(tsv) == {"chair_a": 3, "car_b": 0}
+    tsv.write_text("# name\tindex\nchair_a\t3\n\ncar_b\t0\ntilted\texclude\n")
+    assert O.load_overrides(tsv) == {"chair_a": 3, "car_b": 0, "tilted": None}
     js = tmp_path / "overrides.json"
-    js.write_text(json.dumps({"plane": 23, "chair": 1}, indent=1))
-    assert O.load_overrides(js) == {"plane": 23, "chair": 1}
+    js.write_text(json.dumps({"plane": 23, "chair": 1, "broken": "exclude"}, indent=1))
+    assert O.load_overrides(js) == {"plane": 23, "chair": 1, "broken": None}
+
+
+def test_up_choices_are_the_best_pose_per_up_direction():
+    mesh = _rotated(make_shape("chair", 10_003).mesh, O.ROTATIONS[11])
+    result = O.orient(mesh, "chair")
+    scores, _ = O.score_rotations(mesh, "chair")
+    ups = [tuple(O.ROTATIONS[i][1]) for i in result.up_choices]
+    assert result.up_choices[0] == result.rotation_index and len(set(ups)) == len(ups) == 6
+    for index, up in zip(result.up_choices, ups):  # nothing with the same up direction scores higher
+        assert all(scores[i] <= scores[index] for i in range(24) if tuple(O.ROTATIONS[i][1]) == up)
+    assert list(scores[list(result.up_choices)]) == sorted(scores[list(result.up_choices)], reverse=True)
 
 
 @pytest.mark.parametrize("body, line", [
@@ -105,6 +116,7 @@ def test_load_overrides_tsv_and_json(tmp_path):
     ("a\t1\n# c\nb 2\n", "line 3"),
     ("a\t1\na\t2\n", "line 2"),
     ("a\tx\n", "line 1"),
+    ("a\texcluded\n", "line 1"),
 ])
 def test_load_overrides_rejects_bad_tsv_lines(tmp_path, body, line):
     path = tmp_path / "bad.tsv"

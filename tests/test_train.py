@@ -26,7 +26,7 @@ def data(tmp_path_factory) -> Path:
 
 
 def config(data, out, stage, **overrides) -> TrainConfig:
-    base = dict(stage=stage, data=str(data), out=str(out), preset="edge", epochs=1,
+    base = dict(stage=stage, data=data if isinstance(data, list) else str(data), out=str(out), preset="edge", epochs=1,
                 batch=4 if stage == "gan" else 2, seed=0)
     return TrainConfig(**{**base, **overrides})
 
@@ -133,6 +133,20 @@ def test_data_folder_without_manifest(tmp_path):
     result = run_cli("train", "voxel", "--data", tmp_path, "--out", tmp_path / "run")
     assert_one_line_error(result, "no manifest.json")
     assert not (tmp_path / "run").exists()
+
+
+def test_several_data_folders_train_together(data, tmp_path):
+    other = tmp_path / "other"
+    synth(other, objects=2, categories=["chair", "car", "airplane"], seed=6,
+          settings=RenderSettings(views=2, image_size=64, voxel_res=32))
+    steps = []
+    for folders in ([str(data)], [str(data), str(other)]):
+        out = tmp_path / f"run{len(folders)}"
+        train(config(folders, out, "voxel", max_objects=1), lambda e, step, n, avg: steps.append(n))
+        state = load_checkpoint(checkpoint_path(out, "voxel"))
+        fingerprints = [json.loads((Path(f) / "manifest.json").read_text())["fingerprint"] for f in folders]
+        assert state["data_fingerprint"] == "+".join(fingerprints)
+    assert steps[-1] == 2 * steps[0]  # the second folder adds as many samples as the first
 
 
 def test_batch_larger_than_the_dataset(data, tmp_path):

@@ -130,12 +130,24 @@ def object_path(root: Path, object_id: str) -> Path:
     return root / "objects" / f"{object_id}.npz"
 
 
+def _pose_unchanged(entry: dict, job: ObjectJob) -> bool:
+    """Whether a stored object was built in the pose the job asks for now (overrides edited since)."""
+    if not job.auto_orient:
+        return True
+    pose = entry.get("orientation", {})
+    if job.rotation is None:
+        return not pose.get("override", False)
+    return bool(pose.get("override")) and pose.get("rotation_index") == job.rotation
+
+
 def make_object(job: ObjectJob, settings: RenderSettings, root: Path) -> dict:
     """Render and voxelize one object; return its manifest entry (also stored in its voxel file)."""
     done = object_path(root, job.object_id)
-    if done.exists():  # finished by an earlier run
+    if done.exists():  # finished by an earlier run, unless an override has changed its pose since
         with np.load(done) as archive:
-            return json.loads(str(archive["meta"]))
+            entry = json.loads(str(archive["meta"]))
+        if _pose_unchanged(entry, job):
+            return entry
     mesh, part_ids, meta = object_mesh(job)
     rng = np.random.default_rng([job.seed, 7])  # views: independent of the shape's own stream
     colors = part_colors(rng, int(part_ids.max()) + 1)[part_ids]
@@ -298,16 +310,21 @@ def find_meshes(meshes: Path) -> list[tuple[str, Path]]:
 
 
 def build_jobs(found: list[tuple[str, Path]], seed: int, up: str, auto_orient: bool = False,
-               overrides: dict[str, int] | None = None) -> list[ObjectJob]:
+               overrides: dict[str, int | None] | None = None) -> list[ObjectJob]:
+    """One job per mesh, except meshes an override excludes (value None). The split is drawn over all
+    meshes first, so excluding one never moves another between train and test."""
+    overrides = overrides or {}
     by_category: dict[str, list[Path]] = {}
     for category, path in found:
         by_category.setdefault(category, []).append(path)
     jobs = []
     for category, paths in by_category.items():
         for index, (path, split) in enumerate(zip(paths, splits(len(paths), seed, category))):
+            if path.name in overrides and overrides[path.name] is None:
+                continue
             jobs.append(ObjectJob(object_id=f"{category}_{path.stem}", category=category, split=split,
                                   seed=seed * 1_000_003 + index, mesh_path=str(path), up=up,
-                                  auto_orient=auto_orient, rotation=(overrides or {}).get(path.name)))
+                                  auto_orient=auto_orient, rotation=overrides.get(path.name)))
     return jobs
 
 
@@ -336,7 +353,8 @@ def build(meshes: Path, out: Path, seed: int, settings: RenderSettings, up: str 
     jobs = build_jobs(found, seed, up, auto_orient, chosen)
     out = prepare_output(out, settings, seed)
     categories = sorted({job.category for job in jobs})
-    extra = {"source": str(Path(meshes).resolve()), "up": up, "auto_orient": auto_orient}
+    extra = {"source": str(Path(meshes).resolve()), "up": up, "auto_orient": auto_orient,
+             "excluded": sorted(name for name, rotation in (chosen or {}).items() if rotation is None)}
     write_manifest(out, "build", settings, seed, categories, [], [], extra, complete=False)
     entries, failures = run_jobs(jobs, settings, out, workers, progress)
     if auto_orient:
@@ -405,3 +423,40 @@ def preview(root: Path, out: Path, samples: int = 6, seed: int = 0) -> Path:
         raise InputError(f"{out.parent}: output folder does not exist")
     save_png(out, sheet)
     return out
+
+
+def orientation_sheets(root: Path, out: Path, per_page: int = 10) -> list[Path]:
+    """`recon-cli data preview --orientations`: every low-confidence mesh of an --auto-orient build,
+    as loaded, as built, and its chosen pose then the best pose for each other up direction, each
+    labelled with its rotation index: what a person reads to write an overrides file
+    (mesh file name <TAB> index)."""
+    from recon.runtime.pictures import caption, contact_sheet, save_png
+    from recon.runtime.render import render_voxels
+    from recon.train.orient import orient, rotate_grid
+
+    if per_page <= 0:
+        raise InputError(f"per-page must be positive, got {per_page}")
+    manifest = load_manifest(root)
+    if not manifest.get("auto_orient"):
+        raise InputError(f"{root}: not built with --auto-orient, so it has no orientations to check")
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise InputError(f"{out.parent}: output folder does not exist")
+    categories = {entry["id"]: entry["category"] for entry in manifest["objects"]}
+    rows, labels = [], []
+    for low in manifest["low_confidence"]:
+        mesh = normalize_to_unit_cube(load_mesh(low["source"]), up=manifest["up"])
+        grid = voxelize_solid(mesh, 32)
+        chosen = low["rotation_index"]
+        others = [i for i in orient(mesh, categories[low["id"]]).up_choices if i != chosen]
+        poses = [caption(render_voxels(rotate_grid(grid, i)), str(i)) for i in [chosen] + others]
+        rows.append([render_voxels(grid), load_view(root, low["id"], 0)["rgb"]] + poses)
+        labels.append(f"{Path(low['source']).stem[-14:]}\nconf {low['confidence']:.2f}")  # names end distinctly
+    columns = ["as loaded", "as built (view 0)", "chosen"] + ["other up"] * 5
+    pages = [range(start, min(start + per_page, len(rows))) for start in range(0, len(rows), per_page)]
+    written = []
+    for number, page in enumerate(pages, 1):
+        path = out if len(pages) == 1 else out.with_name(f"{out.stem}-{number:02d}{out.suffix}")
+        save_png(path, contact_sheet([rows[i] for i in page], [labels[i] for i in page], columns, cell=112))
+        written.append(path)
+    return written

@@ -34,7 +34,7 @@ class TrainingError(ReconError):
 @dataclasses.dataclass
 class TrainConfig:
     stage: str  # one of STAGES
-    data: str  # dataset folder (recon-cli data synth/build)
+    data: str | list[str]  # dataset folder (recon-cli data synth/build); several are trained on together
     out: str  # run folder: <stage>.pt checkpoints and metrics.jsonl
     preset: str = "edge"  # model sizes, see recon.train.presets.PRESETS
     epochs: int = 10  # total epochs of this stage (a resumed run stops at the same total)
@@ -213,20 +213,23 @@ def load_net(run: str | Path, stage: str, name: str, preset: Preset | None = Non
 
 
 def make_loader(cfg: TrainConfig, preset: Preset, stage: Stage, rank: int, world: int):
-    from torch.utils.data import DataLoader, DistributedSampler
+    from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 
     from recon.train.dataset import ObjectVoxels, ViewDataset
 
-    views = ViewDataset(cfg.data, "train", preset.image_size, preset.voxel_res, max_objects=cfg.max_objects)
-    dataset = ObjectVoxels(views) if stage.per_object else views
+    folders = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data)
+    parts = [ViewDataset(folder, "train", preset.image_size, preset.voxel_res, max_objects=cfg.max_objects)
+             for folder in folders]
+    dataset = ConcatDataset([ObjectVoxels(part) if stage.per_object else part for part in parts])
     if cfg.batch <= 0:
         raise InputError(f"--batch must be positive, got {cfg.batch}")
     if cfg.batch * world > len(dataset):
         raise InputError(f"--batch {cfg.batch} x {world} process(es) is larger than the {len(dataset)} "
-                         f"training samples in {cfg.data}")
+                         f"training samples in {', '.join(folders)}")
     sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
+    fingerprint = "+".join(part.manifest["fingerprint"] for part in parts)
     return DataLoader(dataset, batch_size=cfg.batch, shuffle=sampler is None, sampler=sampler,
-                      drop_last=True, num_workers=cfg.workers), views.manifest["fingerprint"]
+                      drop_last=True, num_workers=cfg.workers), fingerprint
 
 
 def train(cfg: TrainConfig, progress: Callable | None = None) -> dict:

@@ -122,6 +122,9 @@ class Orientation:
     score: float            # mean IoU of the rotated occupancy with its TOP_K nearest exemplars
     margin: float           # best score minus the best score of a rotation placing the object differently
     confidence: float       # margin / CONFIDENT_MARGIN clipped to [0, 1]
+    # The best rotation for each of the 6 mesh directions that could be up, best first: the usual
+    # mistake is the up axis, so these are the choices a person is shown to fix one.
+    up_choices: tuple[int, ...] = ()
 
 
 def _correlation(grids: np.ndarray, template: np.ndarray) -> np.ndarray:
@@ -175,7 +178,16 @@ def orient(mesh, category: str, res: int = 24, top_k: int = TOP_K) -> Orientatio
     distinct = overlap < SAME_PLACEMENT_IOU
     margin = float(scores[best] - scores[distinct].max()) if distinct.any() else 0.0
     return Orientation(rotation_index=best, rotation=ROTATIONS[best], score=float(scores[best]),
-                       margin=margin, confidence=float(np.clip(margin / CONFIDENT_MARGIN, 0.0, 1.0)))
+                       margin=margin, confidence=float(np.clip(margin / CONFIDENT_MARGIN, 0.0, 1.0)),
+                       up_choices=best_per_up(scores))
+
+
+def best_per_up(scores: np.ndarray) -> tuple[int, ...]:
+    """For each mesh axis direction that a rotation turns to +y, its best-scoring rotation; best first."""
+    best: dict[tuple, int] = {}
+    for index in np.argsort(-scores, kind="stable"):
+        best.setdefault(tuple(ROTATIONS[index][1]), int(index))  # row 1: the mesh direction sent to +y
+    return tuple(best.values())
 
 
 def apply_orientation(mesh, orientation_or_rotation) -> trimesh.Trimesh:
@@ -188,21 +200,28 @@ def apply_orientation(mesh, orientation_or_rotation) -> trimesh.Trimesh:
     return normalize_to_unit_cube(mesh)
 
 
-def _check_index(path: Path, where: str, name, value) -> tuple[str, int]:
+EXCLUDE = "exclude"  # an override's value for a mesh no axis-aligned rotation can fix (tilted, broken)
+
+
+def _check_index(path: Path, where: str, name, value) -> tuple[str, int | None]:
     if not isinstance(name, str) or not name.strip():
         raise InputError(f"{path}: {where}: mesh name must be a non-empty string, got {name!r}")
+    if isinstance(value, str) and value.strip() == EXCLUDE:
+        return name.strip(), None
     if isinstance(value, str):
         try:
             value = int(value.strip())
         except ValueError:
-            raise InputError(f"{path}: {where}: rotation index must be an integer 0..23, got {value!r}") from None
+            raise InputError(f"{path}: {where}: rotation index must be an integer 0..23 or "
+                             f"'{EXCLUDE}', got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(ROTATIONS):
-        raise InputError(f"{path}: {where}: rotation index must be an integer 0..23, got {value!r}")
+        raise InputError(f"{path}: {where}: rotation index must be an integer 0..23 or '{EXCLUDE}', got {value!r}")
     return name.strip(), value
 
 
-def load_overrides(path) -> dict[str, int]:
-    """Manual orientations: mesh name -> rotation index (0..23).
+def load_overrides(path) -> dict[str, int | None]:
+    """Manual orientations: mesh name -> rotation index (0..23), or None where the file says
+    'exclude' (the mesh is left out of the dataset).
 
     A .json file holds one object {"name": index, ...}. Anything else is read as TSV: one
     `name<TAB>index` per line, blank lines and lines starting with # skipped, names unique.
@@ -212,7 +231,7 @@ def load_overrides(path) -> dict[str, int]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read overrides file: {error}") from None
-    out: dict[str, int] = {}
+    out: dict[str, int | None] = {}
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
