@@ -1,8 +1,9 @@
-"""Example inputs shipped in examples/: held-out test renders of each category, and photograph-like
-pictures of objects no dataset of ours contains. Each comes with its ground-truth voxels
-(`<name>.voxels.npz`, 32^3, the shipped model's resolution) for the shipped-model test.
+"""Example inputs shipped in examples/: held-out test renders of each category (procedural
+`<category>_test.png`, real CAD meshes `<category>_real.png`), and photograph-like pictures of
+objects no dataset of ours contains. Each comes with its ground-truth voxels (`<name>.voxels.npz`,
+32^3, the shipped model's resolution) for the shipped-model test.
 
-    python scripts/make_examples.py --data data/synth-v1 --out examples
+    python scripts/make_examples.py --data data/synth-v1 --real data/corpus-v1 --out examples
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ EXAMPLE_RES = 32
 UNSEEN_SEED = 987_654_321  # synth seeds are seed * 1_000_003 + index: this one is in no dataset of ours
 
 
-def held_out_renders(data: Path, out: Path) -> None:
+def held_out_renders(data: Path, out: Path, suffix: str) -> None:
     """The first test object of each category, on its first view with a plain background."""
     manifest = load_manifest(data)
     for category in manifest["categories"]:
@@ -34,10 +35,10 @@ def held_out_renders(data: Path, out: Path) -> None:
             plain = [v for v in range(entry["views"]) if flat_background(load_view(data, entry["id"], v))]
             if plain:
                 view = load_view(data, entry["id"], plain[0])
-                save_png(out / f"{category}_test.png", view["rgb"])
-                save_npz_atomic(out / f"{category}_test.voxels.npz",
+                save_png(out / f"{category}_{suffix}.png", view["rgb"])
+                save_npz_atomic(out / f"{category}_{suffix}.voxels.npz",
                                 voxels=downsample(load_voxels(data, entry["id"]), EXAMPLE_RES))
-                print(f"{category}_test.png <- {entry['id']} view {plain[0]}")
+                print(f"{category}_{suffix}.png <- {entry['id']} view {plain[0]}")
                 break
 
 
@@ -67,10 +68,12 @@ def studio_photo(category: str, seed: int, size: int = 480) -> tuple[np.ndarray,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("data/synth-v1"))
+    parser.add_argument("--real", type=Path, default=Path("data/corpus-v1"))
     parser.add_argument("--out", type=Path, default=Path("examples"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    held_out_renders(args.data, args.out)
+    held_out_renders(args.data, args.out, "test")
+    held_out_renders(args.real, args.out, "real")
     for category in ("chair", "car"):
         photo, voxels = studio_photo(category, UNSEEN_SEED)
         buffer = io.BytesIO()
