@@ -92,7 +92,7 @@ def data_build(
     auto_orient: bool = typer.Option(False, help="Turn each mesh into its category's canonical pose "
                                      "(chair, car, airplane); low-confidence ones are listed."),
     overrides: Optional[Path] = typer.Option(None, help="With --auto-orient: file of <mesh file name> <TAB> "
-                                             "<rotation 0-23> (or JSON) fixing chosen poses."),
+                                             "<rotation 0-23 | exclude> (or JSON) fixing chosen poses."),
     views: int = typer.Option(20, help="Rendered views per object."),
     image_size: int = typer.Option(256, help="Render size in pixels (square)."),
     voxel_res: int = typer.Option(128, help="Occupancy grid resolution."),
