@@ -144,9 +144,13 @@ def data_preview(
     from recon.train.data import orientation_sheets, preview
 
     if orientations:
-        written = orientation_sheets(dataset, out)
+        written, failures = orientation_sheets(dataset, out)
         console.print(f"wrote {len(written)} page(s): " + ", ".join(map(str, written)) if written
-                      else f"{dataset}: no low-confidence orientations to check")
+                      else f"{dataset}: no low-confidence orientations to draw")
+        for failure in failures:
+            console.print(f"[red]error:[/] {failure}", soft_wrap=True, highlight=False)
+        if failures:
+            raise typer.Exit(1)
         return
     console.print(f"wrote {preview(dataset, out, samples, seed)}")
 

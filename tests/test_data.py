@@ -302,12 +302,16 @@ def test_orientation_sheets_page_the_low_confidence_meshes(tmp_path):
         mesh.export(tmp_path / "meshes" / "car" / f"symmetric{index}.obj")  # no pose wins: all low confidence
     manifest = build(tmp_path / "meshes", tmp_path / "out", seed=0, settings=SETTINGS, auto_orient=True)
     assert len(manifest["low_confidence"]) == 3
-    pages = orientation_sheets(tmp_path / "out", tmp_path / "sheet.png", per_page=2)
-    assert [p.name for p in pages] == ["sheet-01.png", "sheet-02.png"]
+    pages, failures = orientation_sheets(tmp_path / "out", tmp_path / "sheet.png", per_page=2)
+    assert [p.name for p in pages] == ["sheet-01.png", "sheet-02.png"] and failures == []
     heights = [Image.open(p).size[1] for p in pages]
     assert heights[0] > heights[1]  # two rows, then one
     result = run_cli("data", "preview", tmp_path / "out", "--orientations", "--out", tmp_path / "one.png")
     assert result.returncode == 0 and (tmp_path / "one.png").is_file()
+    (tmp_path / "meshes" / "car" / "symmetric1.obj").write_text("not a mesh\n")  # the others are still drawn
+    result = run_cli("data", "preview", tmp_path / "out", "--orientations", "--out", tmp_path / "two.png")
+    assert result.returncode == 1 and "symmetric1.obj" in result.stdout + result.stderr
+    assert Image.open(tmp_path / "two.png").size[1] < Image.open(tmp_path / "one.png").size[1]
 
 
 def test_orientation_sheets_need_an_auto_orient_build(dataset, tmp_path):

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from recon.runtime.camera import Camera
-from recon.runtime.errors import InputError, ReconError
+from recon.runtime.errors import InputError, ReconError, first_line
 from recon.runtime.fileio import save_npz_atomic, write_json_atomic
 from recon.runtime.meshio import MESH_FORMATS, load_mesh, normalize_to_unit_cube
 from recon.runtime.render import render_view
@@ -425,11 +425,11 @@ def preview(root: Path, out: Path, samples: int = 6, seed: int = 0) -> Path:
     return out
 
 
-def orientation_sheets(root: Path, out: Path, per_page: int = 10) -> list[Path]:
+def orientation_sheets(root: Path, out: Path, per_page: int = 10) -> tuple[list[Path], list[str]]:
     """`recon-cli data preview --orientations`: every low-confidence mesh of an --auto-orient build,
     as loaded, as built, and its chosen pose then the best pose for each other up direction, each
     labelled with its rotation index: what a person reads to write an overrides file
-    (mesh file name <TAB> index)."""
+    (mesh file name <TAB> index). Returns (pages written, one line per mesh that could not be drawn)."""
     from recon.runtime.pictures import caption, contact_sheet, save_png
     from recon.runtime.render import render_voxels
     from recon.train.orient import orient, rotate_grid
@@ -443,15 +443,21 @@ def orientation_sheets(root: Path, out: Path, per_page: int = 10) -> list[Path]:
     if not out.parent.is_dir():
         raise InputError(f"{out.parent}: output folder does not exist")
     categories = {entry["id"]: entry["category"] for entry in manifest["objects"]}
-    rows, labels = [], []
+    rows, labels, failures = [], [], []
     for low in manifest["low_confidence"]:
-        mesh = normalize_to_unit_cube(load_mesh(low["source"]), up=manifest["up"])
+        source = Path(low["source"])  # as given at build time: maybe relative to another folder
+        try:
+            mesh = normalize_to_unit_cube(load_mesh(Path(manifest["source"]) / source.parent.name / source.name),
+                                          up=manifest["up"])
+        except ReconError as error:
+            failures.append(f"{source.name}: {first_line(error)}")
+            continue
         grid = voxelize_solid(mesh, 32)
         chosen = low["rotation_index"]
         others = [i for i in orient(mesh, categories[low["id"]]).up_choices if i != chosen]
         poses = [caption(render_voxels(rotate_grid(grid, i)), str(i)) for i in [chosen] + others]
         rows.append([render_voxels(grid), load_view(root, low["id"], 0)["rgb"]] + poses)
-        labels.append(f"{Path(low['source']).stem[-14:]}\nconf {low['confidence']:.2f}")  # names end distinctly
+        labels.append(f"{source.stem[-14:]}\nconf {low['confidence']:.2f}")  # names end distinctly
     columns = ["as loaded", "as built (view 0)", "chosen"] + ["other up"] * 5
     pages = [range(start, min(start + per_page, len(rows))) for start in range(0, len(rows), per_page)]
     written = []
@@ -459,4 +465,4 @@ def orientation_sheets(root: Path, out: Path, per_page: int = 10) -> list[Path]:
         path = out if len(pages) == 1 else out.with_name(f"{out.stem}-{number:02d}{out.suffix}")
         save_png(path, contact_sheet([rows[i] for i in page], [labels[i] for i in page], columns, cell=112))
         written.append(path)
-    return written
+    return written, failures
