@@ -34,11 +34,6 @@ def export(
     Always checks ONNX Runtime against PyTorch, lints for TensorRT 8.6 and plans GPU memory.
     """
     from recon.export.onnx_export import export_model
-    from recon.runtime.errors import InputError
 
-    try:
-        sizes = tuple(int(part) for part in batch.split(","))
-    except ValueError:
-        raise InputError(f"--batch {batch!r}: give three integers min,opt,max such as 1,1,8") from None
-    export_model(weights, out, fp16=fp16, engine=engine, vram=vram, workspace=workspace, batch=sizes,
+    export_model(weights, out, fp16=fp16, engine=engine, vram=vram, workspace=workspace, batch=batch,
                  data=data, force=force, opset=opset, threshold=threshold)

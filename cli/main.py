@@ -204,8 +204,7 @@ def stage_command(stage: str, help_text: str):
     ):
         from recon.train.loop import TrainConfig
 
-        folders = [str(folder) for folder in data]
-        train_stage(TrainConfig(stage=stage, data=folders[0] if len(folders) == 1 else folders, out=str(out),
+        train_stage(TrainConfig(stage=stage, data=[str(folder) for folder in data], out=str(out),
                                 preset=preset, epochs=epochs, batch=batch, seed=seed, lr=lr, resume=resume,
                                 workers=workers, max_objects=max_objects, alpha=alpha, sketch_mix=sketch_mix,
                                 critic_steps=critic_steps))

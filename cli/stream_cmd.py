@@ -45,7 +45,7 @@ def stream(
     err = Console(stderr=True, highlight=False)
     reconstructor = Reconstructor(model, device=device, threads=threads)
     with reconstructor:
-        frames = reconstructor.stream(_source_arg(source), every=every, max_latency_ms=max_latency_ms, live=live,
+        frames = reconstructor.stream(source, every=every, max_latency_ms=max_latency_ms, live=live,
                                       bgr=True, max_frames=max_frames)
         window = _Window(err) if show else None
         status = _Status(err, frames.stats)
@@ -75,11 +75,6 @@ def stream(
         err.print(f"wrote {written} frames to {out}")
     if failure is not None:
         raise failure
-
-
-def _source_arg(source: str):
-    text = source.strip()
-    return int(text) if text.isdigit() else source
 
 
 class _Status:
@@ -134,7 +129,9 @@ class _Window:
             cv2.namedWindow("recon", cv2.WINDOW_NORMAL)
             self.cv2 = cv2
         except Exception as error:  # ImportError, or cv2.error from a headless build
-            reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+            from recon.runtime.errors import first_line
+
+            reason = first_line(error, 120)
             console.print(f"[yellow]warning[/] --show: cannot open a window ({reason}); not showing frames")
 
     def show(self, rgb) -> None:

@@ -19,8 +19,9 @@ from typing import Callable, Dict
 
 import numpy as np
 
-from recon.export.parity import compare_outputs, iou, iou_agreement, ort_session, run_session, synthetic_inputs
+from recon.export.parity import compare_outputs, iou_agreement, ort_session, run_session, synthetic_inputs
 from recon.runtime.errors import InputError, ModelError
+from recon.runtime.voxels import iou
 
 MAX_IOU_DROP = 0.01
 MAX_GATE_SAMPLES = 64  # views of the dataset the gate runs (spread over the split)

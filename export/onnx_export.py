@@ -248,7 +248,7 @@ def set_metadata(model, metadata: Dict[str, str], graph_name: str) -> None:
 
 
 def read_metadata(path: str | Path) -> Dict[str, str]:
-    """The metadata_props of an ONNX file (without loading its weights)."""
+    """The metadata_props of an ONNX file in file order (without loading its weights)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -393,7 +393,7 @@ def _install(tmp: Path, out: Path) -> None:
 
 
 def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, engine: bool = False,
-                 vram: str = "4GiB", workspace: str = "1GiB", batch: tuple[int, int, int] = (1, 1, 8),
+                 vram: str = "4GiB", workspace: str = "1GiB", batch: tuple[int, int, int] | str = (1, 1, 8),
                  data: str | Path | None = None, force: bool = False, opset: int = 17, check: bool = True,
                  threshold: float | None = None,
                  log: Callable[[str], None] | None = _log_default) -> dict:
@@ -419,6 +419,8 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, 
     opset = check_opset(opset)
     vram_bytes, workspace_bytes = parse_size(vram, "--vram"), parse_size(workspace, "--workspace")
     wanted = check_batch(batch)
+    if threshold is not None and not 0 < threshold < 1:
+        raise InputError(f"--threshold must be between 0 and 1 (exclusive), got {threshold}")
     if data is not None:
         from recon.train.data import load_manifest
 
@@ -431,8 +433,6 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, 
     out = prepare_output(out)
     sketch_net, voxel_net = build_nets(loaded)
     preset = loaded["preset"]
-    if threshold is not None and not 0 < threshold < 1:
-        raise InputError(f"--threshold must be between 0 and 1 (exclusive), got {threshold}")
     metadata = model_metadata(loaded, threshold)
     threshold = float(metadata["recon.threshold"])
     try:

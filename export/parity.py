@@ -12,6 +12,7 @@ from typing import Callable, Dict, Mapping
 import numpy as np
 
 from recon.runtime.errors import ModelError, first_line
+from recon.runtime.voxels import iou
 
 FP32_ATOL = 1e-4  # max abs error per output, ONNX Runtime vs PyTorch
 IOU_AGREEMENT = 0.999  # voxel IoU between the two runtimes' grids at the default threshold
@@ -49,12 +50,6 @@ def compare_arrays(name: str, reference: np.ndarray, actual: np.ndarray, atol: f
     figures["required_atol"] = gated  # the smallest abs tolerance this output passes at
     figures["passed"] = finite and gated <= atol
     return figures
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two boolean arrays over all their elements (1.0 when both are empty)."""
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def iou_agreement(reference: np.ndarray, actual: np.ndarray, threshold: float) -> float:

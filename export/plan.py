@@ -220,10 +220,10 @@ def max_batch(models: Mapping[str, object], vram: int, half: bool, workspace: in
     return low
 
 
-def check_batch(batch: Iterable[int]) -> tuple[int, int, int]:
-    """(min, opt, max) with 1 <= min <= opt <= max, else InputError."""
+def check_batch(batch: Iterable[int] | str) -> tuple[int, int, int]:
+    """(min, opt, max) with 1 <= min <= opt <= max, else InputError; also reads the CLI's "1,1,8"."""
     try:
-        values = tuple(int(b) for b in batch)
+        values = tuple(int(b) for b in (batch.split(",") if isinstance(batch, str) else batch))
     except (TypeError, ValueError):
         raise InputError(f"--batch {batch!r}: give three integers min,opt,max such as 1,1,8") from None
     if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:

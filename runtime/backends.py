@@ -15,6 +15,7 @@ TensorRT and cuda-python are imported only inside the functions that use them.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -50,10 +51,12 @@ GiB = 1 << 30
 # ---------------------------------------------------------------- machine facts
 
 
+@functools.lru_cache(maxsize=None)
 def gpu_info() -> dict | None:
     """{"name", "memory_bytes", "capability": (major, minor)} of GPU 0, or None without a usable one.
 
-    cuda-python first (works on Jetsons, which have no nvidia-smi), then nvidia-smi.
+    cuda-python first (works on Jetsons, which have no nvidia-smi), then nvidia-smi. Looked up once
+    per process (it may start nvidia-smi, and every runner and engine check asks); do not modify.
     """
     try:
         cudart = _cudart()

@@ -22,6 +22,7 @@ import trimesh
 from scipy import ndimage
 
 from recon.runtime.errors import InputError
+from recon.runtime.voxels import ragged_indices
 
 __all__ = ["marching_cubes", "mesh_stats", "is_closed", "voxel_to_world"]
 
@@ -173,8 +174,7 @@ def _march(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     # Triangles: the table's edges of each active cell, mapped to the vertex numbers above.
     config = case[active]
     counts = _TRI_COUNT[config]
-    owner = np.repeat(np.arange(active.size), counts)  # active-cell rank of each triangle
-    nth = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    owner, nth = ragged_indices(counts)  # active-cell rank of each triangle, its number in the cell
     edges = _TRI_EDGES[config[owner], nth]  # (F, 3) local edge numbers
     rank = np.empty(case.size, dtype=np.int64)
     rank[active] = np.arange(active.size)

@@ -342,11 +342,11 @@ class Reconstructor:
         inputs = [self._normalized(item.crop) for item in items]
         kept = []
         for item, out in zip(items, self._run("sketch", "image", inputs, items) if items else []):
-            silhouette = out["silhouette"][0].astype(np.float32)
+            silhouette = out["silhouette"][0].astype(np.float32, copy=False)
             if item.picture.mask is not None:  # the alpha channel is a better silhouette than a guess
                 silhouette = crop_map(item.picture.mask, item.box, size).astype(np.float32)
             item.sketch = {"normals": np.ascontiguousarray(out["normals"].transpose(1, 2, 0), dtype=np.float32),
-                           "depth": out["depth"][0].astype(np.float32), "silhouette": silhouette}
+                           "depth": out["depth"][0].astype(np.float32, copy=False), "silhouette": silhouette}
             if (silhouette > 0.5).sum() < _min_pixels(silhouette.shape):
                 results[item.index] = _failed(item, "no object found")
             else:
@@ -357,7 +357,7 @@ class Reconstructor:
         inputs = [np.concatenate([item.sketch["normals"].transpose(2, 0, 1), item.sketch["depth"][None],
                                   item.sketch["silhouette"][None]]) for item in items]  # (5, S, S)
         for item, out in zip(items, self._run("voxel", "sketch", inputs, items) if items else []):
-            item.voxels = out["occupancy"].astype(np.float32)
+            item.voxels = out["occupancy"].astype(np.float32, copy=False)
 
     def _mesh(self, item: _Item, threshold: float, height_m, width_m, smooth: int, largest_only: bool) -> Result:
         start = time.perf_counter()

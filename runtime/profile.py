@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.runtime.errors import InputError
+from recon.runtime.errors import InputError, first_line
 
 __all__ = ["STAGE_ROWS", "TARGET_GPUS", "ESTIMATE_LABEL", "parse_batches", "latency_stats", "profile_pipeline",
            "profile_layers", "compare_providers", "estimate_nets", "graph_costs", "roofline", "profile_pictures"]
@@ -320,7 +320,7 @@ def compare_providers(model_dir=None, iterations: int = 10, threads: int | None 
             try:
                 session = _session(path, device, threads, sha)
             except Exception as error:  # a provider that does not start is reported, not fatal
-                rows[provider] = {"error": str(error).splitlines()[0][:200]}
+                rows[provider] = {"error": first_line(error)}
                 continue
             feed = _random_feed(session, 1)
             outputs = session.run(None, feed)

@@ -40,7 +40,7 @@ def _check_res(res) -> int:
 _BATCH = 2_000_000  # candidate points per batch: bounds the sampling memory
 
 
-def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ragged_indices(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For counts (n,), the owner index and the local index 0..count-1 of every one of sum(counts) items."""
     owner = np.repeat(np.arange(len(counts)), counts)
     starts = np.cumsum(counts) - counts
@@ -64,7 +64,7 @@ def _triangle_samples(tri: np.ndarray, spacing: float) -> tuple[np.ndarray, np.n
     v = np.divide(hv, h[:, None], out=np.zeros_like(a), where=h[:, None] > 0)
     nx = np.floor(length / spacing).astype(np.int64) + 1
     ny = np.floor(h / spacing).astype(np.int64) + 1
-    owner, local = _ragged(nx * ny)
+    owner, local = ragged_indices(nx * ny)
     x = (local // ny[owner]) * spacing
     y = (local % ny[owner]) * spacing
     hh = np.maximum(h[owner], 1e-300)
@@ -75,7 +75,7 @@ def _triangle_samples(tri: np.ndarray, spacing: float) -> tuple[np.ndarray, np.n
     points, owners = [grid], [owner]
     for p, q in ((a, b), (b, c), (c, a)):
         m = np.maximum(np.ceil(np.linalg.norm(q - p, axis=1) / spacing), 1).astype(np.int64)
-        e_owner, e_local = _ragged(m)
+        e_owner, e_local = ragged_indices(m)
         t = (e_local / m[e_owner])[:, None]
         points.append(p[e_owner] + t * (q - p)[e_owner])
         owners.append(e_owner)

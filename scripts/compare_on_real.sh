@@ -15,9 +15,7 @@ mkdir -p "$WORK"
 for pair in "$@"; do
   name=${pair%%=*}
   model=${pair#*=}
-  $CLI eval --data "$REAL" --model "$model" --split train --max-objects 20 --trials 1 \
-    --json "$WORK/$name-threshold.json" > /dev/null
-  threshold=$($PY -c "import json, sys; print(json.load(open(sys.argv[1]))['best_threshold'])" "$WORK/$name-threshold.json")
+  threshold=$(scripts/best_threshold.sh "$REAL" "$model" full "$WORK/$name-threshold.json")
   for split in real synth; do
     data=$REAL; [ "$split" = synth ] && data=$SYNTH
     COLUMNS=120 $CLI eval --data "$data" --model "$model" --trials 3 --threshold "$threshold" \

@@ -15,14 +15,8 @@ PY=.venv/bin/python
 PICK=${REAL:-$SYNTH}
 mkdir -p "$RESULTS"
 
-best_threshold() {  # variant -> the iso level with the best mean IoU on training objects
-  $CLI eval --data "$PICK" --model "$RUN" --variant "$1" --split train --max-objects 20 --trials 1 \
-    --json "$RUN/threshold-$1.json" > /dev/null
-  $PY -c "import json, sys; print(json.load(open(sys.argv[1]))['best_threshold'])" "$RUN/threshold-$1.json"
-}
-
 for variant in full no-refine direct; do
-  threshold=$(best_threshold "$variant")
+  threshold=$(scripts/best_threshold.sh "$PICK" "$RUN" "$variant" "$RUN/threshold-$variant.json")
   COLUMNS=120 $CLI eval --data "$SYNTH" --model "$RUN" --variant "$variant" --trials 3 --threshold "$threshold" \
     --json "$RUN/eval-$variant.json" | tee "$RESULTS/eval-$variant.txt"
 done

@@ -232,13 +232,11 @@ def test_preview_of_a_folder_without_manifest(tmp_path):
 
 
 def test_build_auto_orients_a_turned_mesh_and_applies_overrides(tmp_path):
-    from recon.train.orient import ROTATIONS
     from recon.train.shapes import make_shape
     from recon.runtime.voxels import iou, voxelize_solid
 
     chair = make_shape("chair", 20_001).mesh
-    turned = chair.copy()
-    turned.apply_transform(np.block([[ROTATIONS[7].T, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]]))
+    turned = _turned(chair, 7)
     (tmp_path / "meshes" / "chair").mkdir(parents=True)
     turned.export(tmp_path / "meshes" / "chair" / "turned.obj")
     turned.export(tmp_path / "meshes" / "chair" / "fixed.obj")
@@ -253,15 +251,21 @@ def test_build_auto_orients_a_turned_mesh_and_applies_overrides(tmp_path):
     assert iou(load_voxels(tmp_path / "out", "chair_fixed"), canonical) < 0.8  # the override kept it turned
 
 
-def _turned_chairs(folder: Path, names: list[str]) -> None:
+def _turned(mesh: trimesh.Trimesh, rotation: int) -> trimesh.Trimesh:
+    """A copy with p -> ROTATIONS[rotation]^T p applied: auto-orientation should undo it."""
     from recon.train.orient import ROTATIONS
+
+    turned = mesh.copy()
+    turned.vertices = turned.vertices @ ROTATIONS[rotation]
+    return turned
+
+
+def _turned_chairs(folder: Path, names: list[str]) -> None:
     from recon.train.shapes import make_shape
 
     (folder / "chair").mkdir(parents=True)
     for index, name in enumerate(names):
-        mesh = make_shape("chair", 20_010 + index).mesh
-        mesh.apply_transform(np.block([[ROTATIONS[5].T, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]]))
-        mesh.export(folder / "chair" / f"{name}.obj")
+        _turned(make_shape("chair", 20_010 + index).mesh, 5).export(folder / "chair" / f"{name}.obj")
 
 
 def test_excluded_meshes_are_left_out_without_moving_the_split(tmp_path):

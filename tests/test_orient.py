@@ -47,13 +47,6 @@ def test_grid_rotation_matches_rotating_the_mesh():
         assert iou(O.rotate_grid(grid, index), expected) > 0.99
 
 
-def test_template_is_cached_mean_occupancy():
-    template = O.category_template("chair")
-    assert template.shape == (RES,) * 3 and template.dtype == np.float64
-    assert 0.0 <= template.min() and template.max() <= 1.0 and template.max() > 0.3
-    assert O.category_template("chair") is template
-
-
 @pytest.mark.parametrize("category", ["chair", "car"])
 @pytest.mark.parametrize("k", [0, 1])
 def test_orient_recovers_every_rotation(category, k):
@@ -152,8 +145,6 @@ def test_orient_many_held_out_objects(category):
         assert iou(voxelize_solid(fixed, RES), voxelize_solid(mesh, RES)) > 0.9, (category, k, result)
 
 
-def test_template_scores_and_unknown_category():
-    scores = O.template_scores(make_shape("car", 10_005).mesh, "car")
-    assert scores.shape == (24,) and int(np.argmax(scores)) == 0
+def test_unknown_category():
     with pytest.raises(InputError, match="unknown shape category"):
         O.orient(trimesh.creation.box(), "lamp")

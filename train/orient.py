@@ -1,8 +1,7 @@
 """Canonicalise real CAD meshes of inconsistent orientation (torch-free).
 
 References are procedural objects of the category in the canonical frame (docs/design.md: y up,
-facing -z, centred, largest extent 1): `category_exemplars` (their solid grids) and
-`category_template` (their mean occupancy). A mesh is voxelised once in its own normalised
+facing -z, centred, largest extent 1): `category_exemplars`, their solid grids. A mesh is voxelised once in its own normalised
 placement; each of the 24 proper axis-aligned rotations is applied to that grid (a signed axis
 permutation maps the centred voxel grid onto itself exactly, so this equals rotating the mesh,
 normalising and voxelising again, at 1/24 of the cost) and scored by its mean IoU with its
@@ -11,8 +10,7 @@ best rotation that places the object differently.
 
 Why exemplars rather than the mean template: categories are multimodal (seat heights, stools vs
 chairs), and correlation with the mean template picked an upside-down pose for 7 of 40 held-out
-procedural chairs; nearest exemplars (200 per category) recovered all of them. The template
-correlation is still available as `template_scores`.
+procedural chairs; nearest exemplars (200 per category) recovered all of them.
 """
 
 from __future__ import annotations
@@ -80,25 +78,6 @@ def _rotation_index(orientation_or_rotation) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _template(category: str, res: int, samples: int, seed: int) -> np.ndarray:
-    from recon.train.shapes import make_shape
-
-    total = np.zeros((res, res, res), np.float64)
-    for k in range(samples):
-        total += voxelize_solid(make_shape(category, seed + k).mesh, res)
-    out = total / samples
-    out.setflags(write=False)
-    return out
-
-
-def category_template(category: str, res: int = 24, samples: int = 40, seed: int = 0) -> np.ndarray:
-    """Mean occupancy (res^3 float, read-only, cached) of procedural objects seed..seed+samples-1."""
-    if samples < 1:
-        raise InputError(f"samples must be at least 1, got {samples}")
-    return _template(category, int(res), int(samples), int(seed))
-
-
-@functools.lru_cache(maxsize=None)
 def _exemplars(category: str, res: int, samples: int, seed: int) -> np.ndarray:
     from recon.train.shapes import make_shape
 
@@ -127,24 +106,10 @@ class Orientation:
     up_choices: tuple[int, ...] = ()
 
 
-def _correlation(grids: np.ndarray, template: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each flattened grid (N, V) with the template (V,)."""
-    x = grids - grids.mean(axis=1, keepdims=True)
-    t = template.ravel() - template.mean()
-    denom = np.linalg.norm(x, axis=1) * np.linalg.norm(t)
-    return np.divide(x @ t, denom, out=np.zeros(len(x)), where=denom > 0)
-
-
 def rotated_grids(mesh, res: int = 24) -> np.ndarray:
     """(24, res, res, res) bool: the normalised mesh's solid grid under every rotation of ROTATIONS."""
     grid = voxelize_solid(normalize_to_unit_cube(mesh), res)
     return np.stack([rotate_grid(grid, i) for i in range(len(ROTATIONS))])
-
-
-def template_scores(mesh, category: str, res: int = 24) -> np.ndarray:
-    """(24,) Pearson correlation of each rotated grid with the category's mean template."""
-    grids = rotated_grids(mesh, res)
-    return _correlation(grids.reshape(len(grids), -1).astype(np.float64), category_template(category, res))
 
 
 def _exemplar_scores(grids: np.ndarray, category: str, res: int, top_k: int) -> np.ndarray:
