@@ -67,6 +67,23 @@ def crop_map(values: np.ndarray, box: Box, size: int) -> np.ndarray:
     return out
 
 
+def frame_view(view: dict, image_size: int, fill: float = DEFAULT_FILL) -> dict[str, np.ndarray]:
+    """Crop a stored view around its silhouette and resize; depth becomes an offset from the object
+    centre (depth - camera distance), the one depth meaning that survives re-framing."""
+    box = frame_box(view["mask"], fill)
+    if box is None:  # nothing visible: keep the whole picture
+        box = frame_box(np.ones_like(view["mask"]), 1.0)
+    mask = crop_map(view["mask"], box, image_size)
+    depth = crop_map(view["depth"].astype(np.float32), box, image_size)
+    depth = np.where(mask, depth - float(view["camera"][2]), 0.0).astype(np.float32)
+    return {
+        "rgb": crop_image(view["rgb"], box, image_size),  # (S, S, 3) uint8
+        "normals": crop_map(view["normals"].astype(np.float32), box, image_size),  # (S, S, 3)
+        "depth": depth,  # (S, S)
+        "mask": mask,  # (S, S) bool
+    }
+
+
 def normalize_image(rgb: np.ndarray, mean, std) -> np.ndarray:
     """(B, H, W, 3) or (H, W, 3) uint8 -> float32 (B, 3, H, W) standardised channels."""
     batch = np.asarray(rgb, np.float32).reshape((-1, *rgb.shape[-3:])) / 255.0

@@ -1,6 +1,6 @@
 """PyTorch view of a dataset folder: one item per (object, view) of a split.
 
-Views are framed exactly as the runtime frames user photos (`recon.runtime.preprocess`), then
+Views are framed exactly as the runtime frames user photos (`recon.runtime.preprocess.frame_view`), then
 resized to the preset's input size; voxels are max-pooled to the preset's resolution.
 """
 
@@ -13,28 +13,11 @@ import torch
 from torch.utils.data import Dataset
 
 from recon.runtime.errors import InputError
-from recon.runtime.preprocess import DEFAULT_FILL, crop_image, crop_map, frame_box
+from recon.runtime.preprocess import DEFAULT_FILL, frame_view
 from recon.runtime.voxels import downsample
 from recon.train.data import load_manifest, load_view, load_voxels
 
 SPLITS = ("train", "test", "all")
-
-
-def frame_view(view: dict, image_size: int, fill: float = DEFAULT_FILL) -> dict[str, np.ndarray]:
-    """Crop a stored view around its silhouette and resize; depth becomes an offset from the object
-    centre (depth - camera distance), the one depth meaning that survives re-framing."""
-    box = frame_box(view["mask"], fill)
-    if box is None:  # nothing visible: keep the whole picture
-        box = frame_box(np.ones_like(view["mask"]), 1.0)
-    mask = crop_map(view["mask"], box, image_size)
-    depth = crop_map(view["depth"].astype(np.float32), box, image_size)
-    depth = np.where(mask, depth - float(view["camera"][2]), 0.0).astype(np.float32)
-    return {
-        "rgb": crop_image(view["rgb"], box, image_size),  # (S, S, 3) uint8
-        "normals": crop_map(view["normals"].astype(np.float32), box, image_size),  # (S, S, 3)
-        "depth": depth,  # (S, S)
-        "mask": mask,  # (S, S) bool
-    }
 
 
 class ViewDataset(Dataset):

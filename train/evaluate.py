@@ -55,7 +55,8 @@ def evaluate(predict: Predictor, data: str | Path, image_size: int, voxel_res: i
              batch: int = 16, seed: int = 0, max_objects: int | None = None, progress=None,
              split: str = "test", threshold: float = DEFAULT_THRESHOLD) -> dict:
     """Table 1 figures at `threshold`; split "train" is for choosing a model's threshold (never the test split)."""
-    from recon.train.dataset import ViewDataset, frame_view
+    from recon.runtime.preprocess import frame_view
+    from recon.train.dataset import ViewDataset
     from recon.train.data import load_view
 
     if trials <= 0:
