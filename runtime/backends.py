@@ -33,12 +33,14 @@ TRT, CUDA, CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecu
 
 # --device -> ONNX Runtime providers in order of preference; the CPU stays last so nodes a GPU
 # provider cannot take still run. auto drops what this onnxruntime build lacks; cuda and tensorrt
-# insist on their first provider.
+# insist on their first provider. openvino runs the nets with OpenVINO (openvino_backend.py; auto
+# too, where it is installed and no GPU provider is), so ONNX Runtime tools asked for it use the CPU.
 DEVICES: dict[str, tuple[str, ...]] = {
     "auto": (TRT, CUDA, CPU),
     "cpu": (CPU,),
     "cuda": (CUDA, CPU),
     "tensorrt": (TRT, CUDA, CPU),
+    "openvino": (CPU,),
 }
 
 # GPUs with fast FP16 arithmetic: compute capability 7.0 and up (Jetson Xavier 7.2, Orin 8.7 included),

@@ -12,15 +12,17 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recon.runtime.errors import ModelError, first_line
+from recon.runtime.errors import InputError, ModelError, first_line
 
-__all__ = ["ModelInfo", "load_model_dir", "verify_model_dir", "default_model_dir", "read_onnx_metadata", "read_json",
-           "sha256_file"]
+__all__ = ["PRECISIONS", "ModelInfo", "load_model_dir", "verify_model_dir", "default_model_dir", "read_onnx_metadata",
+           "read_json", "sha256_file"]
 
 FORMAT = "recon-model"
 FORMAT_VERSION = 1
 MANIFEST = "model.json"
 NETS = ("sketch", "voxel")  # each MODEL/<net>.onnx is required
+# precision -> the ONNX file of each net: FP32, and the optional twins `recon-cli export --fp16/--int8` write.
+PRECISIONS = {"fp32": "{net}.onnx", "fp16": "{net}.fp16.onnx", "int8": "{net}.int8.onnx"}
 # Metadata keys that must agree between the two nets: they are the preprocessing contract.
 _SHARED_KEYS = ("recon.image_size", "recon.mean", "recon.std", "recon.framing_fill", "recon.background",
                 "recon.channel_order", "recon.voxel_res")
@@ -43,11 +45,13 @@ class ModelInfo:
     preset: str = ""
     files: dict = field(default_factory=dict)  # name -> {"sha256", "bytes"}
 
-    def onnx(self, net: str, fp16: bool = False) -> Path:
-        """MODEL/<net>.onnx (or its .fp16.onnx twin); ModelError when the folder has no such file."""
-        name = f"{net}.fp16.onnx" if fp16 else f"{net}.onnx"
+    def onnx(self, net: str, precision: str = "fp32") -> Path:
+        """MODEL/<net>.onnx or its twin for `precision` (PRECISIONS); ModelError when the folder lacks it."""
+        if precision not in PRECISIONS:
+            raise InputError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        name = PRECISIONS[precision].format(net=net)
         if name not in self.files:
-            raise ModelError(f"{self.path / name}: not in this model folder (export with --fp16 to make it)")
+            raise ModelError(f"{self.path / name}: not in this model folder (export with --{precision} to make it)")
         return self.path / name
 
     def engine(self, net: str) -> Path | None:

@@ -127,24 +127,47 @@ def check_formats(formats) -> tuple[str, ...]:
     return formats
 
 
-def make_runner(model: ModelInfo, net: str, device: str = "auto", threads: int | None = None, fp16: bool = False):
+def make_runner(model: ModelInfo, net: str, device: str = "auto", threads: int | None = None,
+                precision: str = "fp32"):
     """The runner for MODEL/<net>, not yet activated: the folder's native TensorRT plan when it has
-    one, the device is auto or tensorrt and TensorRT + cuda-python import; else ONNX Runtime."""
+    one, the device is auto or tensorrt and TensorRT + cuda-python import; OpenVINO for device
+    openvino, or auto where it is installed on a CPU; else ONNX Runtime. precision: which ONNX file
+    runs (model.PRECISIONS: fp32, or the fp16/int8 twin)."""
     import importlib.util
+
+    from recon.runtime.openvino_backend import openvino_preferred
 
     engine = model.engine(net)
     native = all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "cuda"))
     if engine is not None and device in ("auto", "tensorrt") and native:
         return TensorRTRunner(EngineFromPlan(engine, model.sha256(f"{net}.onnx")), name=engine.name)
-    return _onnx_runner(model, net, device, threads, fp16)
+    if device == "openvino" or (device == "auto" and openvino_preferred()):
+        return _openvino_runner(model, net, threads, precision)
+    return _onnx_runner(model, net, device, threads, precision)
 
 
-def _onnx_runner(model: ModelInfo, net: str, device: str, threads, fp16: bool) -> OnnxRuntimeRunner:
-    path = model.onnx(net, fp16=fp16)
+def _onnx_runner(model: ModelInfo, net: str, device: str, threads, precision: str) -> OnnxRuntimeRunner:
+    path = model.onnx(net, precision)
     return OnnxRuntimeRunner(SessionFromOnnx(path, device, threads, model.sha256(path.name)), name=path.name)
 
 
-def _activate(runner, model: ModelInfo, net: str, device: str, threads, fp16: bool):
+def _openvino_runner(model: ModelInfo, net: str, threads, precision: str):
+    """FP32 files in BF16 where the CPU has it and the model's export gated it (a note says why not);
+    the fp16/int8 twins with FP32 arithmetic around their own FP16/INT8 layers."""
+    from recon.runtime.openvino_backend import CompiledFromOnnx, OpenVINORunner, import_openvino, model_precision
+
+    import_openvino()  # --device openvino without it installed: one line saying how to install it
+    path = model.onnx(net, precision)
+    if precision == "fp32":
+        chosen, note = model_precision(model.manifest)
+        loader = CompiledFromOnnx(path, chosen, threads)
+        loader.note = note
+    else:
+        loader = CompiledFromOnnx(path, "fp32", threads, label=precision)
+    return OpenVINORunner(loader, name=path.name)
+
+
+def _activate(runner, model: ModelInfo, net: str, device: str, threads, precision: str):
     """Activate; a TensorRT plan that does not fit this machine (sidecar mismatch) falls back to
     ONNX Runtime on the same device, with a note saying why."""
     try:
@@ -152,7 +175,7 @@ def _activate(runner, model: ModelInfo, net: str, device: str, threads, fp16: bo
     except (ModelError, InputError) as error:
         if not isinstance(runner, TensorRTRunner):
             raise
-        fallback = _onnx_runner(model, net, device, threads, fp16).activate()
+        fallback = _onnx_runner(model, net, device, threads, precision).activate()
         fallback.note = "; ".join(filter(None, [f"{runner.name} not used: {error}", fallback.note]))
         return fallback
 
@@ -175,14 +198,16 @@ class Reconstructor:
     """Loads a model folder once; call it on pictures (paths or arrays) to get Results.
 
     model_dir: a `recon-cli export` folder (None: the packaged default model). device: auto, cpu,
-    cuda or tensorrt (backends.DEVICES). threads: CPU threads per network (None: ONNX Runtime's
-    default, all cores). batch: pictures per network run in `batch()`. threshold: iso level
+    cuda, tensorrt or openvino (backends.DEVICES). threads: CPU threads per network (None: the
+    backend's default, all cores). batch: pictures per network run in `batch()`. threshold: iso level
     (None: the model's recon.threshold). smooth / largest_only: see meshing.marching_cubes.
-    Not thread-safe: use one Reconstructor per thread.
+    precision: fp32, or the model's fp16/int8 twins (model.PRECISIONS). `providers` says what runs
+    each net (e.g. "OpenVINO CPU BF16"). Not thread-safe: use one Reconstructor per thread.
     """
 
     def __init__(self, model_dir=None, device: str = "auto", threads: int | None = None, batch: int = 8,
-                 threshold: float | None = None, smooth: int = 0, largest_only: bool = False, fp16: bool = False):
+                 threshold: float | None = None, smooth: int = 0, largest_only: bool = False,
+                 precision: str = "fp32"):
         if not isinstance(batch, int) or batch < 1:
             raise InputError(f"batch: must be an integer >= 1, got {batch!r}")
         if threshold is not None and not 0 < threshold < 1:
@@ -195,8 +220,8 @@ class Reconstructor:
         self.runners = {}
         try:
             for net in ("sketch", "voxel"):
-                runner = make_runner(self.model, net, device, threads, fp16)
-                self.runners[net] = _activate(runner, self.model, net, device, threads, fp16)
+                runner = make_runner(self.model, net, device, threads, precision)
+                self.runners[net] = _activate(runner, self.model, net, device, threads, precision)
         except BaseException:
             self.close()
             raise
