@@ -11,12 +11,11 @@ import sys
 from pathlib import Path
 from typing import Optional
 import typer
-from rich.console import Console
-
 from recon.cli.export_cmd import export  # the command modules import only typer at load time
 from recon.cli.infer_cmd import infer
 from recon.cli.profile_cmd import profile
 from recon.cli.stream_cmd import stream
+from recon.cli import console as ui  # out: results on stdout; err: progress and diagnostics on stderr
 from recon.runtime.errors import ReconError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -26,7 +25,6 @@ app.add_typer(data_app, name="data")
 train_app = typer.Typer(no_args_is_help=True, help="Train the stages in order: sketch, voxel, gan, joint (and direct).")
 app.add_typer(train_app, name="train")
 
-console = Console(stderr=True)
 DEFAULT_WORKERS = os.cpu_count() or 1
 
 
@@ -35,31 +33,26 @@ def csv_list(value: str) -> list[str]:
 
 
 def object_progress(total: int, description: str):
-    """A rich progress bar and the callback that advances it once per finished object."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn(), console=console)
-    task = bar.add_task(description, total=total)
+    """A progress bar (stderr) and the callback that advances it once per finished object."""
+    bar = ui.progress(total, description)
 
     def advance(job, error):
         if error:
-            bar.console.print(f"[yellow]skipped[/] {error}", soft_wrap=True, highlight=False)
-        bar.advance(task)
+            bar.print(f"[yellow]skipped[/] {ui.esc(error)}")
+        bar.advance()
 
     return bar, advance
 
 
-def report_dataset(manifest: dict, out: Path) -> None:
+def report_dataset(manifest: dict, folder: Path) -> None:
     objects = manifest["objects"]
     views = sum(entry["views"] for entry in objects)
     tests = sum(entry["split"] == "test" for entry in objects)
-    console.print(f"wrote {out}: {len(objects)} objects ({tests} test), {views} views, "
-                  f"{manifest['image_size']} px, {manifest['voxel_res']}^3 voxels, "
-                  f"fingerprint {manifest['fingerprint']}")
+    ui.out.print(f"wrote {ui.esc(folder)}: {len(objects)} objects ({tests} test), {views} views, "
+              f"{manifest['image_size']} px, {manifest['voxel_res']}^3 voxels, fingerprint {manifest['fingerprint']}")
     if manifest["failed"]:
-        console.print(f"[yellow]{len(manifest['failed'])} failed[/]: "
-                      + "; ".join(f["error"] for f in manifest["failed"][:5]), soft_wrap=True, highlight=False)
+        ui.err.print(f"[yellow]{len(manifest['failed'])} failed[/]: "
+                  + ui.esc("; ".join(f["error"] for f in manifest["failed"][:5])))
 
 
 @data_app.command("synth")
@@ -108,8 +101,8 @@ def data_build(
         manifest = build(meshes, out, seed, settings, up, workers, advance, auto_orient, overrides)
     report_dataset(manifest, out)
     for entry in manifest.get("low_confidence", []):
-        console.print(f"[yellow]check orientation[/] {entry['source']}: rotation {entry['rotation_index']}, "
-                      f"confidence {entry['confidence']}", soft_wrap=True, highlight=False)
+        ui.out.print(f"[yellow]check orientation[/] {ui.esc(entry['source'])}: rotation {entry['rotation_index']}, "
+                  f"confidence {entry['confidence']}")
     if manifest["failed"]:
         raise typer.Exit(1)
 
@@ -145,70 +138,78 @@ def data_preview(
 
     if orientations:
         written, failures = orientation_sheets(dataset, out)
-        console.print(f"wrote {len(written)} page(s): " + ", ".join(map(str, written)) if written
-                      else f"{dataset}: no low-confidence orientations to draw")
+        ui.out.print(f"wrote {len(written)} page(s): " + ui.esc(", ".join(map(str, written))) if written
+                  else f"{ui.esc(dataset)}: no low-confidence orientations to draw")
         for failure in failures:
-            console.print(f"[red]error:[/] {failure}", soft_wrap=True, highlight=False)
+            ui.err.print(f"[red]error:[/] {ui.esc(failure)}")
         if failures:
             raise typer.Exit(1)
         return
-    console.print(f"wrote {preview(dataset, out, samples, seed)}")
+    ui.out.print(f"wrote {ui.esc(preview(dataset, out, samples, seed))}")
 
 
 def train_stage(config) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    """Train one stage with a bar per epoch (running losses beside it); the summary on stdout, once
+    (only the first process of a torchrun launch reports)."""
     from recon.train.loop import train
 
-    stage, epochs, out = config.stage, config.epochs, config.out
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[stats]}"), console=console)
-    tasks = {}
+    stage, epochs = config.stage, config.epochs
+    bar = ui.progress(None, stage)
 
     def advance(epoch, step, steps, averages):
-        if epoch not in tasks:
-            tasks[epoch] = bar.add_task(f"{stage} epoch {epoch + 1}/{epochs}", total=steps, stats="")
-        stats = " ".join(f"{key} {value:.4g}" for key, value in averages.items())
-        bar.update(tasks[epoch], completed=step, stats=stats)
-        if not console.is_terminal and (step == steps or step % max(1, steps // 20) == 0):
-            # logs of background runs get a plain line every 5 %: a live bar only draws on a terminal
-            console.print(f"{stage} epoch {epoch + 1}/{epochs} step {step}/{steps} {stats}", highlight=False)
+        if step == 1:
+            bar.restart(steps, f"{stage} epoch {epoch + 1}/{epochs}")
+        bar.advance(extra=" ".join(f"{key} {value:.4g}" for key, value in averages.items()))
 
     with bar:
         metrics = train(config, advance)
+    if not ui.rank_zero():
+        return
+    checkpoint = ui.esc(Path(config.out) / f"{stage}.pt")
     if metrics:
-        console.print(f"{stage}: " + ", ".join(f"{k} {v}" for k, v in metrics.items() if k != "stage")
-                      + f" -> {out}/{stage}.pt")
+        ui.out.print(f"{stage}: " + ", ".join(f"{k} {v}" for k, v in metrics.items() if k != "stage")
+                     + f" -> {checkpoint}")
     else:
-        console.print(f"{stage}: already trained for {epochs} epochs in {out}/{stage}.pt")
+        ui.out.print(f"{stage}: already trained for {epochs} epochs in {checkpoint}")
+
+
+def _train_options(
+    data: list[Path] = typer.Option(..., help="Dataset folder; repeat it to train on several together "
+                                    "(e.g. procedural + real), --max-objects applying to each."),
+    out: Path = typer.Option(..., help="Run folder (checkpoints, metrics.jsonl)."),
+    preset: str = typer.Option("edge", help="Model sizes: edge or paper."),
+    epochs: int = typer.Option(10, help="Total epochs of this stage."),
+    batch: int = typer.Option(32, help="Batch size (per process under torchrun)."),
+    seed: int = typer.Option(0, help="Seed."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate (default: the paper's for the stage)."),
+    resume: bool = typer.Option(False, help="Continue the stage's checkpoint where it stopped."),
+    workers: int = typer.Option(0, help="DataLoader worker processes."),
+    max_objects: Optional[int] = typer.Option(None, help="Use only the first N training objects of each category."),
+    alpha: float = typer.Option(1e-11, help="Weight of the critic's exacting loss."),
+    sketch_mix: float = typer.Option(0.0, help="Fraction of batches fed the sketch net's predicted sketches."),
+    critic_steps: int = typer.Option(5, help="Critic updates per generator update."),
+):
+    """Every option of `recon-cli train <stage>` (the signature the stage commands are cut from)."""
+
+
+# Options only some stages read; each stage's command (and --help) has only its own.
+STAGE_ONLY_OPTIONS = {"alpha": ("joint",), "sketch_mix": ("voxel", "joint"), "critic_steps": ("gan",)}
 
 
 def stage_command(stage: str, help_text: str):
-    """One `recon-cli train <stage>` command; all stages share the common options."""
+    """One `recon-cli train <stage>` command: the common options plus the stage's own."""
+    import inspect
 
-    def command(
-        data: list[Path] = typer.Option(..., help="Dataset folder; repeat it to train on several together "
-                                        "(e.g. procedural + real), --max-objects applying to each."),
-        out: Path = typer.Option(..., help="Run folder (checkpoints, metrics.jsonl)."),
-        preset: str = typer.Option("edge", help="Model sizes: edge or paper."),
-        epochs: int = typer.Option(10, help="Total epochs of this stage."),
-        batch: int = typer.Option(32, help="Batch size (per process under torchrun)."),
-        seed: int = typer.Option(0, help="Seed."),
-        lr: Optional[float] = typer.Option(None, help="Learning rate (default: the paper's for the stage)."),
-        resume: bool = typer.Option(False, help="Continue the stage's checkpoint where it stopped."),
-        workers: int = typer.Option(0, help="DataLoader worker processes."),
-        max_objects: Optional[int] = typer.Option(None, help="Use only the first N training objects of each category."),
-        alpha: float = typer.Option(1e-11, help="joint: weight of the critic's exacting loss."),
-        sketch_mix: float = typer.Option(0.0, help="voxel/joint: fraction of batches fed predicted sketches."),
-        critic_steps: int = typer.Option(5, help="gan: critic updates per generator update."),
-    ):
+    def command(**options):
         from recon.train.loop import TrainConfig
 
-        train_stage(TrainConfig(stage=stage, data=[str(folder) for folder in data], out=str(out),
-                                preset=preset, epochs=epochs, batch=batch, seed=seed, lr=lr, resume=resume,
-                                workers=workers, max_objects=max_objects, alpha=alpha, sketch_mix=sketch_mix,
-                                critic_steps=critic_steps))
+        options["data"], options["out"] = [str(folder) for folder in options["data"]], str(options["out"])
+        train_stage(TrainConfig(stage=stage, **options))  # options the stage lacks keep TrainConfig's defaults
 
+    signature = inspect.signature(_train_options)
+    command.__signature__ = signature.replace(parameters=[
+        param for name, param in signature.parameters.items() if stage in STAGE_ONLY_OPTIONS.get(name, (stage,))])
+    command.__annotations__ = _train_options.__annotations__
     command.__doc__ = help_text
     train_app.command(stage)(command)
 
@@ -247,19 +248,19 @@ def evaluate_command(
     from recon.train.evaluate import evaluate, load_predictor, table1
 
     predict, image_size, voxel_res, model_threshold = load_predictor(model, variant)
-    result = evaluate(predict, data, image_size, voxel_res, trials, batch, seed, max_objects, split=split,
-                      threshold=model_threshold if threshold is None else threshold)
+    with ui.progress(None, f"eval {variant}") as advance:
+        result = evaluate(predict, data, image_size, voxel_res, trials, batch, seed, max_objects, split=split,
+                          threshold=model_threshold if threshold is None else threshold,
+                          progress=lambda done, total: advance(done, total=total))
     result["variant"], result["model"] = variant, str(model)
-    out = Console()
-    out.print(f"{variant}: voxel IoU at threshold {result['threshold']} ({result['resolution']}^3, "
-              f"{result['objects']} {split} objects)", highlight=False)
-    out.print(table1(result), highlight=False)
-    iou32 = ", ".join(f"{k} {v:.3f}" for k, v in result["iou_32"].items())
-    out.print(f"IoU at 32^3: {iou32}", highlight=False)
-    out.print(f"best threshold on the {split} split: {result['best_threshold']} "
-              f"(mean IoU {result['iou_at_best']['mean']:.3f})", highlight=False)
+    lines = [f"{variant}: voxel IoU at threshold {result['threshold']} ({result['resolution']}^3, "
+             f"{result['objects']} {split} objects)", table1(result),
+             "IoU at 32^3: " + ", ".join(f"{k} {v:.3f}" for k, v in result["iou_32"].items()),
+             f"best threshold on the {split} split: {result['best_threshold']} "
+             f"(mean IoU {result['iou_at_best']['mean']:.3f})"]
     if result["sketch"]:
-        out.print("2.5D: " + ", ".join(f"{k} {v}" for k, v in result["sketch"].items()), highlight=False)
+        lines.append("2.5D: " + ", ".join(f"{k} {v}" for k, v in result["sketch"].items()))
+    ui.out.print("\n".join(lines), markup=False)
     if json_out:
         write_json_atomic(json_out, result)
 
@@ -273,28 +274,94 @@ def doctor():
 
     report = system_report()
     table = Table(title="recon doctor", show_header=False)
-    table.add_row("python", f"{report['python']} ({report['platform']})")
+    table.add_row("python", ui.esc(f"{report['python']} ({report['platform']})"))
     table.add_row("cpu cores", str(report["cpu_count"]))
     for name, version in report["packages"].items():
-        table.add_row(name, version or "[dim]not installed[/]")
-    table.add_row("onnxruntime providers", ", ".join(report["onnxruntime_providers"]))
+        table.add_row(name, ui.esc(version) if version else "[dim]not installed[/]")
+    table.add_row("onnxruntime providers", ui.esc(", ".join(report["onnxruntime_providers"])))
     gpus = report["cuda_gpus"]
-    table.add_row("CUDA GPUs", "; ".join(f"{g['name']} ({g['memory_mib']} MiB, sm {g['compute_capability']})"
-                                        for g in gpus) or "none usable")
-    table.add_row("TensorRT", report["tensorrt"] or "not usable (install it with the GPU's JetPack/CUDA stack)")
-    Console().print(table)
+    table.add_row("CUDA GPUs", ui.esc("; ".join(f"{g['name']} ({g['memory_mib']} MiB, sm {g['compute_capability']})"
+                                               for g in gpus) or "none usable"))
+    table.add_row("TensorRT", ui.esc(report["tensorrt"] or "not usable (install it with the GPU's JetPack/CUDA stack)"))
+    ui.out.print(table)
     if report["packages"]["onnxruntime"] and report["packages"]["onnxruntime-gpu"]:
         # both wheels install the same `onnxruntime` module; whichever was installed last wins
-        console.print("[yellow]warning:[/] onnxruntime and onnxruntime-gpu are both installed; keep one: "
-                      "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu", soft_wrap=True)
+        ui.err.print("[yellow]warning:[/] onnxruntime and onnxruntime-gpu are both installed; keep one: "
+                     "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu")
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", is_eager=True, help="Print recon's version and exit.",
+                                          callback=lambda given: given and _print_version())):
+    """recon: one photo of an object -> 2.5D sketch -> voxels -> mesh."""
+
+
+def _print_version() -> None:
+    import recon
+
+    print(f"recon {recon.__version__}")
+    raise typer.Exit()
+
+
+def _click_exceptions():
+    """The exceptions of the click that typer runs on: its own vendored copy in recent typer, else click's."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+METAVARS = {int: "INTEGER", float: "FLOAT", str: "TEXT", Path: "PATH"}
+
+
+def plain_metavars(command) -> None:
+    """Help shows click's value names (PATH, INTEGER, TEXT; nothing after a flag), not typer's
+    `<bool>` / `<list[Path]>` type labels."""
+    import typing
+
+    for param in command.get_params(command.context_class(command)):  # with --help, added per context
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif param.metavar is None and param.param_type_name == "argument":
+            param.metavar = param.name.upper()
+        elif param.metavar is None:
+            annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+            annotation = (typing.get_args(annotation) or [annotation])[0]  # list[Path] -> Path
+            param.metavar = METAVARS.get(annotation) or param.type.name.split()[0].upper()
+    for sub in getattr(command, "commands", {}).values():
+        plain_metavars(sub)
 
 
 def main() -> None:
+    """Every failure a user can cause ends as one `error:` line: recon's own errors (exit 2) and
+    command-line usage errors (exit 2, as click's), never a boxed panel or a traceback."""
+    click = _click_exceptions()
+    ui.quiet_third_party()
+    command = typer.main.get_command(app)
+    plain_metavars(command)
     try:
-        app()
+        code = command.main(prog_name="recon-cli", standalone_mode=False)
+    except click.NoArgsIsHelpError as error:  # typer's rich help has printed itself already
+        if error.format_message().strip():
+            error.show()
+        code = error.exit_code
+    except click.UsageError as error:
+        where = f"; see {error.ctx.command_path} --help" if error.ctx is not None else ""
+        ui.err.print(f"[red]error:[/] {ui.esc(error.format_message().rstrip('.') + where)}")
+        code = error.exit_code
+    except click.ClickException as error:  # e.g. a file option that cannot be opened
+        ui.err.print(f"[red]error:[/] {ui.esc(error.format_message())}")
+        code = error.exit_code
+    except typer.Abort:
+        ui.err.print("interrupted")
+        code = 130
     except ReconError as error:
-        console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        ui.err.print(f"[red]error:[/] {ui.esc(error)}")
+        code = 2
+    if code == 130:  # typer turns Ctrl-C into exit code 130
+        ui.err.print("interrupted")
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ class Result:
     def save(self, out_dir, stem: str | None = None, formats: Sequence[str] = ("obj",), preview: bool = True) -> dict:
         """Write OUT/<stem>.<format> for each format (meshes: meshio.MESH_WRITERS; voxels: npy = the
         probabilities, binvox = the grid at the threshold) and OUT/<stem>.preview.png; every file
-        atomically. Returns {format or "preview": path}. A failed result writes nothing."""
+        atomically; OUT is created when missing. Returns {format or "preview": path}. A failed result writes nothing."""
         from recon.runtime.fileio import write_bytes_atomic
         from recon.runtime.meshio import save_mesh
         from recon.runtime.voxels import write_binvox
@@ -84,8 +84,12 @@ class Result:
         if not self.ok:
             return {}
         out_dir = Path(out_dir)
-        if not out_dir.is_dir():
-            raise InputError(f"{out_dir}: output folder does not exist")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise InputError(f"{out_dir}: exists and is not a folder")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)  # as `recon-cli infer --out` does
+        except OSError as error:
+            raise InputError(f"{out_dir}: cannot create the output folder ({error.strerror or error})") from None
         stem = stem or Path(self.name).stem or "result"
         written = {}
         for fmt in formats:

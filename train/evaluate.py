@@ -87,8 +87,8 @@ def evaluate(predict: Predictor, data: str | Path, image_size: int, voxel_res: i
                 truth_sketch = {key: np.stack([f[key] for f in framed]) for key in ("mask", "depth", "normals")}
                 for key, values in sketch_errors(out, truth_sketch).items():
                     sketch.setdefault(key, []).append(values)
-            if progress is not None:
-                progress(trial, len(indices))
+            if progress is not None:  # (pictures just done, pictures in all trials)
+                progress(len(indices), trials * len(views.objects))
         names = [views.objects[i]["category"] for i in range(len(views.objects))]
         trial_rows.append({
             "per_threshold": {t: per_category(np.concatenate(scores[t]), names, categories) for t in levels},
