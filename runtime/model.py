@@ -44,6 +44,9 @@ class ModelInfo:
     threshold: float  # default iso level of the occupancy probabilities
     preset: str = ""
     files: dict = field(default_factory=dict)  # name -> {"sha256", "bytes"}
+    # Side of the cheap whole-picture pass that finds the object (recon.framing_size; models whose
+    # sketch graph has a fixed input side frame at image_size, i.e. a second full pass).
+    framing_size: int = 0
 
     def onnx(self, net: str, precision: str = "fp32") -> Path:
         """MODEL/<net>.onnx or its twin for `precision` (PRECISIONS); ModelError when the folder lacks it."""
@@ -84,6 +87,11 @@ def default_model_dir() -> Path:
 
 def read_onnx_metadata(path) -> dict:
     """An ONNX file's metadata_props as a dict, read by ONNX Runtime on the CPU without optimising."""
+    return dict(_header_session(path).get_modelmeta().custom_metadata_map)
+
+
+def _header_session(path):
+    """An unoptimised CPU session: enough to read the metadata and the input/output signature."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -94,7 +102,7 @@ def read_onnx_metadata(path) -> dict:
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # InvalidProtobuf, Fail, ...: the file is not a loadable ONNX model
         raise ModelError(f"{path}: not a loadable ONNX model ({first_line(error)})") from None
-    return dict(session.get_modelmeta().custom_metadata_map)
+    return session
 
 
 def read_json(path, what: str = "JSON object", hint: str = "") -> dict:
@@ -172,13 +180,23 @@ def _verify_file(folder: Path, manifest_path: Path, name: str, entry) -> None:
 
 
 def _merged_metadata(folder: Path, manifest: dict) -> dict:
-    """The sketch net's metadata_props, checked against the voxel net's, completed from model.json."""
-    per_net = {net: read_onnx_metadata(folder / f"{net}.onnx") for net in NETS}
+    """The sketch net's metadata_props, checked against the voxel net's, completed from model.json;
+    each net's signature, external data and provenance checked (recon.runtime.model_checks)."""
+    from recon.runtime import model_checks
+
+    sessions = {}
+    for net in NETS:
+        model_checks.check_external_data(folder / f"{net}.onnx", manifest["files"])
+        sessions[net] = _header_session(folder / f"{net}.onnx")
+    per_net = {net: dict(session.get_modelmeta().custom_metadata_map) for net, session in sessions.items()}
     for key in _SHARED_KEYS:
         values = {net: meta[key] for net, meta in per_net.items() if key in meta}
         if len(set(values.values())) > 1:
             raise ModelError(f"{folder}: sketch.onnx and voxel.onnx disagree on {key} ({values['sketch']!r} vs "
                              f"{values['voxel']!r}); export the model again")
+    model_checks.check_folder(folder, manifest, per_net)
+    for net, session in sessions.items():
+        model_checks.check_network(folder / f"{net}.onnx", net, session, per_net[net])
     fallback = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
     merged = {str(k): str(v) for k, v in fallback.items()}
     merged.update(per_net["voxel"])
@@ -219,4 +237,6 @@ def _model_info(folder: Path, manifest: dict, meta: dict) -> ModelInfo:
         threshold=get("recon.threshold", float, lambda v: 0 < v < 1, "a number in (0, 1)") if "recon.threshold" in meta else 0.5,
         preset=meta.get("recon.preset", ""),
         files=dict(manifest["files"]),
+        framing_size=(get("recon.framing_size", int, lambda v: v >= 32 and v % 32 == 0, "a multiple of 32")
+                      if "recon.framing_size" in meta else get("recon.image_size", int)),
     )

@@ -41,9 +41,26 @@ def whole_image_box(height: int, width: int) -> Box:
     return Box((height - side) / 2, (width - side) / 2, side)
 
 
+# The padded canvas may hold this many times (picture + output) pixels, and at most CANVAS_MAX_PIXELS,
+# before the picture is shrunk first: every ordinary photo (up to ~16:1) and training view stays exact.
+CANVAS_BUDGET, CANVAS_MAX_PIXELS = 16, 1 << 26
+
+
 def crop_image(image: np.ndarray, box: Box, size: int) -> np.ndarray:
-    """Anti-aliased crop + resize of an (H, W, C) uint8 picture; outside pixels repeat the edge."""
+    """Anti-aliased crop + resize of an (H, W, C) uint8 picture; outside pixels repeat the edge.
+
+    The picture is padded to cover the box, then resized. Where that canvas would dwarf the picture
+    (a 100000x16 strip's box is 100000 px square: 28 GiB), the picture and box are first shrunk by an
+    integer factor (Pillow's box-filter reduce) so the canvas is about (2 x size)^2: memory follows the
+    picture and the crop, never the box's side squared. Ordinary pictures take the exact path."""
     height, width = image.shape[:2]
+    canvas = ((max(height, box.top + box.side) - min(0.0, box.top))
+              * (max(width, box.left + box.side) - min(0.0, box.left)))
+    factor = int(box.side // (2 * size))
+    if canvas > min(CANVAS_BUDGET * (height * width + size * size), CANVAS_MAX_PIXELS) and factor >= 2:
+        image = np.asarray(Image.fromarray(image).reduce(factor))
+        box = Box(box.top / factor, box.left / factor, box.side / factor)
+        height, width = image.shape[:2]
     pad_top = max(0, int(np.ceil(-box.top)))
     pad_left = max(0, int(np.ceil(-box.left)))
     pad_bottom = max(0, int(np.ceil(box.top + box.side - height)))
