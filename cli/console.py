@@ -15,13 +15,16 @@ Only rich is imported here (the command modules stay light for `--help`).
 from __future__ import annotations
 
 import os
+import sys
 
 from rich.console import Console
 from rich.markup import escape
 
 __all__ = ["out", "err", "esc", "progress", "quiet_third_party", "rank_zero"]
 
-out = Console(highlight=False, soft_wrap=True)
+# Off a terminal (a log file, a pipe) rich would cut tables at 80 columns: give them room instead.
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

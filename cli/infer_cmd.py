@@ -14,15 +14,19 @@ def infer(
     images: List[str] = typer.Argument(..., help="Pictures, folders of pictures, or glob patterns (quote them)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder from `recon-cli export` "
                                          "(default: the model installed with recon)."),
-    out: Path = typer.Option(Path("out"), "--out", help="Output folder (created when missing)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (created when missing; default: "
+                                       "runs/infer, then runs/infer2, ...)."),
     format: str = typer.Option("obj", "--format", help="Comma-separated outputs: obj, ply, stl, glb (meshes), "
                                "npy (voxel probabilities), binvox (voxels at the threshold)."),
     batch: int = typer.Option(8, "--batch", min=1, help="Pictures per network run."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Voxel probability iso level "
                                               "(default: the model's recon.threshold)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N (GPU N) or tensorrt."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per network "
                                           "(default: all cores)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Run the model's FP16 twins (`recon-cli export --fp16` makes them)."),
+    smooth: int = typer.Option(0, "--smooth", min=0, help="Laplacian smoothing passes over the mesh (0: none)."),
+    largest_only: bool = typer.Option(False, "--largest-only", help="Keep only the largest connected piece of the mesh."),
     preview: bool = typer.Option(True, "--preview/--no-preview", help="Write <stem>.preview.png: input, "
                                  "normals, depth, silhouette and the mesh from three sides."),
     height_m: Optional[float] = typer.Option(None, "--height-m", help="Real height of the object in metres: "
@@ -34,8 +38,8 @@ def infer(
 
     Exit code 0: every picture worked; 1: some failed (the others are still written; summary.json says why); 2: a usage problem (bad model folder, output folder not writable, no pictures).
     """
-    from rich.console import Console
-
+    from recon.cli import console as ui
+    from recon.cli.outputs import next_run_dir
     from recon.runtime.errors import InputError
     from recon.runtime.pipeline import Reconstructor, check_formats
 
@@ -43,17 +47,17 @@ def infer(
     if height_m is not None and width_m is not None:
         raise InputError("--height-m and --width-m: give one of them, not both")
     inputs = expand_inputs(images)
-    out = prepare_output(out)
+    out = prepare_output(out if out is not None else next_run_dir("infer"))
     stems = unique_stems(inputs)
-    # One console (stderr, like the other commands) so result lines print above the progress bar.
-    err = Console(stderr=True, highlight=False)
+    err = ui.err  # progress and notes; result lines go to ui.out (stdout), printed above the bar
 
-    reconstructor = Reconstructor(model, device=device, threads=threads, batch=batch, threshold=threshold)
+    reconstructor = Reconstructor(model, device=device, threads=threads, batch=batch, threshold=threshold,
+                                  smooth=smooth, largest_only=largest_only, precision="fp16" if fp16 else "fp32")
     with reconstructor:
         providers = sorted(set(reconstructor.providers.values()))
-        err.print(f"model {reconstructor.model.path} on {', '.join(providers)}")
+        err.print(f"model {ui.esc(reconstructor.model.path)} on {', '.join(providers)}")
         for net, note in reconstructor.notes.items():
-            err.print(f"[yellow]note[/] {net}: {note}")
+            err.print(f"[yellow]note[/] {net}: {ui.esc(note)}")
         summary = {"model": str(reconstructor.model.path), "providers": reconstructor.providers,
                    "threshold": reconstructor.threshold, "formats": list(formats), "results": []}
         with progress_bar(err, len(inputs)) as advance:
@@ -63,11 +67,11 @@ def infer(
                 for source, stem, result in zip(chunk, stems[start:start + batch], results):
                     entry = save_result(result, source, out, stem, formats, preview)
                     summary["results"].append(entry)
-                    report(err, entry)
+                    report(ui.out, entry)
                     advance()
                 write_summary(out, summary)
     failed = sum(entry["status"] != "ok" for entry in summary["results"])
-    err.print(f"{len(inputs) - failed} of {len(inputs)} reconstructed; summary: {out / 'summary.json'}")
+    ui.out.print(f"{len(inputs) - failed} of {len(inputs)} reconstructed; summary: {ui.esc(out / 'summary.json')}")
     if failed:
         raise typer.Exit(1)
 
@@ -146,12 +150,14 @@ def save_result(result, source: str, out: Path, stem: str, formats, preview: boo
 
 
 def report(console, entry: dict) -> None:
+    from recon.cli.console import esc
+
     if entry["status"] == "ok":
         files = ", ".join(entry["outputs"].values())
         size = f"volume {entry['volume']:.4g}" + (f" ({entry['volume_m3']:.4g} m^3)" if entry["volume_m3"] else "")
-        console.print(f"ok {entry['input']} -> {files} ({entry['faces']} faces, {size})", soft_wrap=True)
+        console.print(f"ok {esc(entry['input'])} -> {esc(files)} ({entry['faces']} faces, {size})", soft_wrap=True)
     else:
-        console.print(f"[yellow]failed[/] {entry['error']}", soft_wrap=True)
+        console.print(f"[yellow]failed[/] {esc(entry['error'])}", soft_wrap=True)
 
 
 def write_summary(out: Path, summary: dict) -> None:
@@ -160,23 +166,9 @@ def write_summary(out: Path, summary: dict) -> None:
     write_json_atomic(out / "summary.json", summary)
 
 
-class progress_bar:
-    """A rich progress bar on stderr when there is more than one picture; `advance()` per picture."""
+def progress_bar(console, total: int):
+    """The shared progress bar (recon.cli.console.progress) when there is more than one picture."""
+    from recon.cli.console import progress
 
-    def __init__(self, console, total: int):
-        self.console, self.total, self.bar = console, total, None
+    return progress(total, "infer", quiet_below=1, console=console)
 
-    def __enter__(self):
-        if self.total <= 1:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=self.console, transient=True)
-        task = self.bar.add_task("infer", total=self.total)
-        self.bar.start()
-        return lambda: self.bar.advance(task)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()

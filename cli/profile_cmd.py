@@ -9,17 +9,20 @@ from typing import Optional
 
 import typer
 
+from recon.cli import options
+
 
 def profile(
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder from `recon-cli export` "
                                          "(default: the model installed with recon)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N (GPU N) or tensorrt."),
+    fp16: bool = typer.Option(False, "--fp16", help="Profile the model's FP16 twins (`recon-cli export --fp16` makes them)."),
     batch: str = typer.Option("1,2,4,8", "--batch", help="Comma-separated batch sizes to measure."),
     iterations: int = typer.Option(20, "--iterations", min=1, help="Timed runs per batch size."),
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed runs before the timed ones."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per network "
                                           "(default: all cores)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the whole report as JSON here."),
+    json_out: Optional[Path] = options.output_file(None, "Write the whole report as JSON here.", "--json"),
     per_layer: bool = typer.Option(False, "--per-layer", help="ONNX Runtime's profiler: time per op type "
                                    "and per node (top 10 of each)."),
     compare: bool = typer.Option(False, "--compare", help="Each net on ONNX Runtime CPU vs every other "
@@ -32,20 +35,18 @@ def profile(
 
     Exit code 0: measured; 2: a usage problem (bad model folder, bad --batch).
     """
-    from rich.console import Console
-
+    from recon.cli import console as ui
     from recon.runtime import profile as prof
     from recon.runtime.errors import InputError
 
     batches = prof.parse_batches(batch)
     if model is not None and not Path(model).is_dir():
         raise InputError(f"--model {model}: no such model folder")
-    if json_out is not None and not json_out.parent.is_dir():
-        raise InputError(f"--json {json_out}: folder {json_out.parent} does not exist")
-    out = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+    out, err = ui.out, ui.err
+    precision = "fp16" if fp16 else "fp32"
     report = prof.profile_pipeline(model, device=device, batches=batches, iterations=iterations, warmup=warmup,
-                                   threads=threads, progress=lambda text: err.print(f"[dim]{text}[/]"))
+                                   threads=threads, progress=lambda text: err.print(f"[dim]{ui.esc(text)}[/]"),
+                                   precision=precision)
     print_measured(out, report)
     estimates = prof.estimate_nets(model)
     if "nets" in estimates:
@@ -55,7 +56,7 @@ def profile(
     print_estimates(out, estimates)
     if per_layer:
         report["per_layer"] = prof.profile_layers(model, device=device, batch=batches[0], iterations=iterations,
-                                                  warmup=warmup, threads=threads)
+                                                  warmup=warmup, threads=threads, precision=precision)
         print_layers(out, report["per_layer"])
     if compare:
         report["compare"] = prof.compare_providers(model, iterations=iterations, threads=threads)
@@ -63,17 +64,17 @@ def profile(
         reference = torch_reference(model, weights, iterations, threads)
         report["compare"]["pytorch"] = reference
         if "note" in reference:
-            out.print(f"[yellow]note[/] {reference['note']}")
+            err.print(f"[yellow]note[/] {ui.esc(reference['note'])}")
         for net, row in reference.get("nets", {}).items():
             out.print(f"{net}: ONNX Runtime CPU {row['onnxruntime_cpu_ms']:.2f} ms, PyTorch eager "
                       f"{row['pytorch_eager_ms']:.2f} ms ({row['speedup']:.2f}x), max abs diff {row['max_abs_diff']:.2e}")
     for note in report["notes"]:
-        err.print(f"[yellow]note[/] {note}")
+        err.print(f"[yellow]note[/] {ui.esc(note)}")
     if json_out is not None:
         from recon.runtime.fileio import write_json_atomic
 
         write_json_atomic(json_out, report)
-        err.print(f"wrote {json_out}")
+        out.print(f"wrote {ui.esc(json_out)}")
 
 
 def torch_reference(model, weights: Optional[Path], iterations: int, threads: Optional[int]) -> dict:
@@ -96,8 +97,11 @@ def _f(value, digits: int = 2) -> str:
 def print_measured(console, report: dict) -> None:
     from rich.table import Table
 
-    console.print(f"model {report['model']} on {report['provider']} (device {report['device']}); "
-                  f"inputs: {report['inputs']}; {report['warmup']} warm-up + {report['iterations']} timed runs")
+    from recon.cli.console import esc
+
+    console.print(esc(f"model {report['model']} on {report['provider']} (device {report['device']}, "
+                      f"{report['precision'].upper()}); inputs: {report['inputs']}; {report['warmup']} warm-up + "
+                      f"{report['iterations']} timed runs"))
     for batch, entry in report["batches"].items():
         table = Table(title=f"measured, batch {batch}: latency per call (ms) and throughput")
         for column in ("stage", "min", "mean", "median", "p90", "p95", "p99", "max", "images/s"):
@@ -119,7 +123,9 @@ def print_estimates(console, estimates: dict) -> None:
     from rich.table import Table
 
     if "skipped" in estimates:
-        console.print(f"[yellow]note[/] estimates skipped: {estimates['skipped']}")
+        from recon.cli.console import esc
+
+        console.print(f"[yellow]note[/] estimates skipped: {esc(estimates['skipped'])}")
         return
     nets = Table(title=f"networks per sample — {estimates['label']}")
     for column in ("net", "GFLOP", "weights MiB", "activations MiB"):
@@ -148,6 +154,8 @@ def print_estimates(console, estimates: dict) -> None:
 def print_layers(console, layers: dict) -> None:
     from rich.table import Table
 
+    from recon.cli.console import esc
+
     for net, summary in layers.items():
         for key, label in (("by_op", "op type"), ("by_node", "node")):
             table = Table(title=f"{net}: ONNX Runtime profile, top 10 by {label} (batch {summary['batch']}, "
@@ -159,12 +167,14 @@ def print_layers(console, layers: dict) -> None:
             table.add_column("share", justify="right")
             for row in summary[key]:
                 cells = [row["op_type"]] if key == "by_op" else [row["node"], row["op_type"]]
-                table.add_row(*cells, f"{row['total_ms']:.2f}", f"{100 * row['share']:.1f}%")
+                table.add_row(*map(esc, cells), f"{row['total_ms']:.2f}", f"{100 * row['share']:.1f}%")
             console.print(table)
 
 
 def print_compare(console, compare: dict) -> None:
     from rich.table import Table
+
+    from recon.cli.console import esc as escape
 
     table = Table(title="ONNX Runtime providers, batch 1 (random input)")
     for column in ("net", "provider", "running", "median ms", "max |diff| vs CPU"):
@@ -172,10 +182,10 @@ def print_compare(console, compare: dict) -> None:
     for net, rows in compare["nets"].items():
         for provider, row in rows.items():
             if "error" in row:
-                table.add_row(net, provider, f"failed: {row['error']}", "-", "-")
+                table.add_row(net, provider, f"failed: {escape(row['error'])}", "-", "-")
             else:
                 table.add_row(net, provider, row["running"], _f(row["median_ms"]),
                               "-" if "max_abs_diff" not in row else f"{row['max_abs_diff']:.2e}")
     console.print(table)
     for note in compare["notes"]:
-        console.print(f"[yellow]note[/] {note}")
+        console.print(f"[yellow]note[/] {escape(note)}")

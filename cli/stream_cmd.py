@@ -15,7 +15,7 @@ def stream(
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder from `recon-cli export` "
                                          "(default: the model installed with recon)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write OUT/frame_000123.<format> and "
-                                       ".preview.png per saved frame (default: write nothing)."),
+                                       ".preview.png per saved frame, and OUT/summary.json (default: write nothing)."),
     every: int = typer.Option(1, "--every", min=1, help="Process every Nth frame of the source."),
     save_every: int = typer.Option(1, "--save-every", min=1, help="Write every Nth processed frame."),
     format: str = typer.Option("glb", "--format", help="Comma-separated outputs: obj, ply, stl, glb, npy, binvox."),
@@ -25,15 +25,18 @@ def stream(
                                         "source (default: cameras and URLs yes, files no)."),
     max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="Drop frames older than this "
                                                    "before inference."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N (GPU N) or tensorrt."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per network."),
+    fp16: bool = typer.Option(False, "--fp16", help="Run the model's FP16 twins (`recon-cli export --fp16` makes them)."),
+    smooth: int = typer.Option(0, "--smooth", min=0, help="Laplacian smoothing passes over each mesh (0: none)."),
+    largest_only: bool = typer.Option(False, "--largest-only", help="Keep only the largest connected piece of each mesh."),
 ):
-    """Reconstruct frames of a camera, video file or stream as they come; prints fps, latency and drops.
+    """Reconstruct frames of a camera, video file or stream as they come; prints fps, latency and drops
+    (and writes them with the saved frames to OUT/summary.json).
 
     Exit code 0 when the source ended (or Ctrl-C), 2 for a usage problem or a source that failed.
     """
-    from rich.console import Console
-
+    from recon.cli import console as ui
     from recon.runtime.errors import ReconError
     from recon.runtime.pipeline import Reconstructor, check_formats
 
@@ -42,20 +45,24 @@ def stream(
         from recon.cli.infer_cmd import prepare_output
 
         out = prepare_output(out)
-    err = Console(stderr=True, highlight=False)
-    reconstructor = Reconstructor(model, device=device, threads=threads)
+    err = ui.err
+    reconstructor = Reconstructor(model, device=device, threads=threads, smooth=smooth, largest_only=largest_only,
+                                  precision="fp16" if fp16 else "fp32")
     with reconstructor:
         frames = reconstructor.stream(source, every=every, max_latency_ms=max_latency_ms, live=live,
                                       bgr=True, max_frames=max_frames)
         window = _Window(err) if show else None
         status = _Status(err, frames.stats)
         written = interrupted = 0
+        saved = []  # summary.json's per-frame entries
         failure = None
         try:
             with frames, status:
                 for frame in frames:
                     if frame.ok and out is not None and (frames.stats.processed - 1) % save_every == 0:
-                        frame.result.save(out, stem=f"frame_{frame.index:06d}", formats=formats)
+                        files = frame.result.save(out, stem=f"frame_{frame.index:06d}", formats=formats)
+                        saved.append({"index": frame.index, "latency_ms": round(frame.latency_ms, 1),
+                                      **frame.result.summary(), "outputs": {k: str(v) for k, v in files.items()}})
                         written += 1
                     if window is not None and frame.ok:
                         window.show(frame.result.preview())
@@ -70,9 +77,14 @@ def stream(
     stats = frames.stats
     if interrupted:
         err.print("interrupted")
-    err.print(_table(stats))
+    ui.out.print(_table(stats))
     if out is not None:
-        err.print(f"wrote {written} frames to {out}")
+        from recon.runtime.fileio import write_json_atomic
+
+        write_json_atomic(out / "summary.json", {"model": str(reconstructor.model.path), "formats": list(formats),
+                                                 "stats": stats.as_dict(), "interrupted": bool(interrupted),
+                                                 "error": None if failure is None else str(failure), "frames": saved})
+        ui.out.print(f"wrote {written} frames to {ui.esc(out)}; summary: {ui.esc(out / 'summary.json')}")
     if failure is not None:
         raise failure
 
@@ -131,8 +143,10 @@ class _Window:
         except Exception as error:  # ImportError, or cv2.error from a headless build
             from recon.runtime.errors import first_line
 
+            from recon.cli.console import esc
+
             reason = first_line(error, 120)
-            console.print(f"[yellow]warning[/] --show: cannot open a window ({reason}); not showing frames")
+            console.print(f"[yellow]warning[/] --show: cannot open a window ({esc(reason)}); not showing frames")
 
     def show(self, rgb) -> None:
         if self.cv2 is not None:
@@ -148,8 +162,10 @@ class _Window:
 def _table(stats):
     from rich.table import Table
 
+    from recon.cli.console import esc
+
     values = stats.as_dict()
-    table = Table(title=f"stream {values.pop('source')}", show_header=False)
+    table = Table(title=f"stream {esc(values.pop('source'))}", show_header=False)
     for key, value in values.items():
-        table.add_row(key.replace("_", " "), "-" if value is None else str(value))
+        table.add_row(key.replace("_", " "), "-" if value is None else esc(value))
     return table

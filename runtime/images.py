@@ -1,6 +1,6 @@
 """Pictures in, (H, W, 3) uint8 RGB out: files of the common formats or arrays, whatever their mode.
 
-Files: PNG, JPEG, BMP, TIFF and WebP (anything Pillow reads). EXIF orientation is applied, so a
+Files: PNG, JPEG, BMP, GIF (the first frame), TIFF and WebP (anything Pillow reads). EXIF orientation is applied, so a
 portrait phone photo is upright; grayscale, palette, 16-bit and CMYK pictures become 8-bit RGB.
 A transparent picture's alpha is the object's mask; it is composited on the model's background
 colour (what the training renders were drawn on). Every failure is an InputError naming the file.
@@ -21,7 +21,8 @@ from recon.runtime.errors import InputError, first_line
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "Picture", "load_image", "parse_color"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# One rule for a picture named on the command line and one found in a folder: these suffixes (GIF: its first frame).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MAX_PIXELS = 50_000_000  # larger pictures are refused: a decompression bomb, or far more than needed
 MIN_SIDE = 8
 
@@ -126,7 +127,7 @@ def _open(path: Path) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:  # > 2x the limit
         raise InputError(f"{path}: picture is over the {MAX_PIXELS // 1_000_000} megapixel limit ({error})") from None
     except UnidentifiedImageError:
-        raise InputError(f"{path}: not a picture Pillow can read (expected PNG, JPEG, BMP, TIFF or WebP)") from None
+        raise InputError(f"{path}: not a picture Pillow can read (expected PNG, JPEG, BMP, GIF, TIFF or WebP)") from None
     except OSError as error:
         raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
     width, height = image.size

@@ -160,8 +160,9 @@ def profile_pictures(count: int) -> tuple[list, str]:
 
 
 def profile_pipeline(model_dir=None, device: str = "auto", batches=(1,), iterations: int = 20, warmup: int = 2,
-                     threads: int | None = None, progress=None) -> dict:
-    """Measure every stage per batch size; see the module docstring. progress(text) is called per batch."""
+                     threads: int | None = None, progress=None, precision: str = "fp32") -> dict:
+    """Measure every stage per batch size; see the module docstring. progress(text) is called per batch.
+    precision: which ONNX files run (recon.runtime.model.PRECISIONS: fp32 or a twin such as fp16)."""
     from recon.runtime.pipeline import Reconstructor
 
     if int(iterations) < 1:
@@ -169,9 +170,9 @@ def profile_pipeline(model_dir=None, device: str = "auto", batches=(1,), iterati
     if int(warmup) < 0:
         raise InputError(f"--warmup: must be >= 0, got {warmup}")
     batches = [int(b) for b in batches]
-    report = {"device": device, "threads": threads, "iterations": int(iterations), "warmup": int(warmup),
-              "batches": {}, "notes": []}
-    with Reconstructor(model_dir, device=device, threads=threads, batch=max(batches)) as reconstruct:
+    report = {"device": device, "precision": precision, "threads": threads, "iterations": int(iterations),
+              "warmup": int(warmup), "batches": {}, "notes": []}
+    with Reconstructor(model_dir, device=device, threads=threads, batch=max(batches), precision=precision) as reconstruct:
         providers = reconstruct.providers
         report.update(model=str(reconstruct.model.path), providers=providers,
                       provider=", ".join(sorted(set(providers.values()))),
@@ -264,7 +265,7 @@ def aggregate_trace(events: list, top: int = 10) -> dict:
 
 
 def profile_layers(model_dir=None, device: str = "auto", batch: int = 1, iterations: int = 10, warmup: int = 2,
-                   threads: int | None = None, top: int = 10) -> dict:
+                   threads: int | None = None, top: int = 10, precision: str = "fp32") -> dict:
     """ONNX Runtime's own profiler over each net (random inputs at `batch`): time per op type and node,
     summed over the timed runs (warm-up runs excluded from the trace by starting it after them)."""
     from recon.runtime.model import default_model_dir, load_model_dir
@@ -273,7 +274,7 @@ def profile_layers(model_dir=None, device: str = "auto", batch: int = 1, iterati
     out = {}
     with tempfile.TemporaryDirectory(prefix="recon-profile-") as folder:
         for net in ("sketch", "voxel"):
-            path = model.onnx(net)
+            path = model.onnx(net, precision)
             session = _session(path, device, threads, model.sha256(path.name),
                                profile_prefix=str(Path(folder) / net))
             feed = _random_feed(session, batch)
