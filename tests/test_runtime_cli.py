@@ -65,13 +65,13 @@ def test_good_and_bad_pictures(model_dir, pictures, tmp_path):
                                     "preview": str(out / f"{stem}.preview.png")}
         assert entry["volume"] > 0 and entry["volume_m3"] > 0 and entry["faces"] > 0 and entry["vertices"] > 0
         assert len(entry["bbox"]) == 2 and set(entry["timings_ms"]) == {"preprocess", "sketch", "voxel", "mesh"}
-        assert f"{out / stem}.obj" in " ".join(done.stderr.split())  # says where the mesh went
+        assert f"{out / stem}.obj" in " ".join(done.stdout.split())  # says where the mesh went (a result: stdout)
     for name, reason in BAD.items():
         entry = entries[name]
         assert entry["status"] == "failed" and entry["outputs"] == {}
         assert entry["error"].startswith(str(pictures / name) + ":") and reason in entry["error"], entry["error"]
-        lines = [line for line in done.stderr.splitlines() if str(pictures / name) + ":" in line]
-        assert len(lines) == 1, done.stderr  # one clear line per failure
+        lines = [line for line in done.stdout.splitlines() if str(pictures / name) + ":" in line]
+        assert len(lines) == 1, done.stdout  # one clear line per failure
     written = sorted(p.name for p in out.iterdir())
     assert written == sorted(["car.glb", "car.obj", "car.preview.png", "chair.glb", "chair.obj",
                               "chair.preview.png", "summary.json"])  # nothing for failures, no temp files

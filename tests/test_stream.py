@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -204,8 +205,13 @@ def test_cli_writes_frames_and_stats(video, tmp_path):
     assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([f"frame_{i:06d}.glb" for i in (0, 4, 8, 12, 16)]
-                           + [f"frame_{i:06d}.preview.png" for i in (0, 4, 8, 12, 16)])
-    assert "fps" in result.stderr and "latency p99" in result.stderr and "dropped" in result.stderr
+                           + [f"frame_{i:06d}.preview.png" for i in (0, 4, 8, 12, 16)] + ["summary.json"])
+    summary = json.loads((out / "summary.json").read_text())  # like infer's: what was written, and the stats
+    assert [frame["index"] for frame in summary["frames"]] == [0, 4, 8, 12, 16]
+    assert summary["frames"][0]["outputs"]["glb"] == str(out / "frame_000000.glb")
+    assert summary["stats"]["processed"] == 5 and summary["interrupted"] is False
+    # the stats table is the command's result (stdout); the status line and warnings are diagnostics (stderr)
+    assert "fps" in result.stdout and "latency p99" in result.stdout and "dropped" in result.stdout
     assert "warning --show: no display" in result.stderr
     assert "Traceback" not in result.stderr
 
