@@ -26,7 +26,7 @@ import numpy as np
 from recon.runtime.errors import InputError, ModelError, first_line
 from recon.runtime.model import read_json
 
-__all__ = ["DEVICES", "TensorSpec", "BaseRunner", "SessionFromOnnx", "OnnxRuntimeRunner", "EngineFromPlan",
+__all__ = ["DEVICES", "parse_device", "TensorSpec", "BaseRunner", "SessionFromOnnx", "OnnxRuntimeRunner", "EngineFromPlan",
            "TensorRTRunner", "check_engine_sidecar", "engine_environment", "fast_fp16", "gpu_info", "provider_chain"]
 
 TRT, CUDA, CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -116,15 +116,23 @@ def trt_cache_dir(model_sha256: str, gpu: dict | None) -> Path:
     return cache_root() / "tensorrt" / _slug(key)
 
 
+def parse_device(device: str) -> tuple[str, int]:
+    """A --device value -> (kind of DEVICES, GPU index): "cuda:1" -> ("cuda", 1), "cpu" -> ("cpu", 0).
+    InputError for an unknown kind, or an index on anything but cuda/tensorrt."""
+    kind, colon, index = str(device).partition(":")
+    if kind not in DEVICES or (colon and (kind not in ("cuda", "tensorrt") or not index.isdigit())):
+        raise InputError(f"device {device!r} is not one of {', '.join(DEVICES)} (or cuda:N, tensorrt:N for GPU N)")
+    return kind, int(index or 0)
+
+
 def provider_chain(device: str, model_sha256: str = "", available=None) -> list[tuple[str, dict]]:
-    """[(provider, options)] for `device` on this machine, most preferred first.
+    """[(provider, options)] for `device` on this machine, most preferred first (cuda:N / tensorrt:N: on GPU N).
 
     InputError for an unknown device, or for cuda/tensorrt when this onnxruntime build lacks them.
     """
     import onnxruntime
 
-    if device not in DEVICES:
-        raise InputError(f"device {device!r} is not one of {', '.join(DEVICES)}")
+    device, device_id = parse_device(device)
     available = list(onnxruntime.get_available_providers() if available is None else available)
     wanted = DEVICES[device]
     if device in ("cuda", "tensorrt") and wanted[0] not in available:
@@ -138,7 +146,7 @@ def provider_chain(device: str, model_sha256: str = "", available=None) -> list[
         if provider == TRT:
             cache = trt_cache_dir(model_sha256 or "nohash", gpu)
             chain.append((TRT, {
-                "device_id": 0,
+                "device_id": device_id,
                 "trt_fp16_enable": fast_fp16(gpu),
                 "trt_max_workspace_size": workspace_bytes(gpu),
                 "trt_engine_cache_enable": True,
@@ -148,7 +156,7 @@ def provider_chain(device: str, model_sha256: str = "", available=None) -> list[
             }))
         elif provider == CUDA:
             # kSameAsRequested: grow the memory arena by what is asked, not by doubling (small cards).
-            chain.append((CUDA, {"device_id": 0, "arena_extend_strategy": "kSameAsRequested"}))
+            chain.append((CUDA, {"device_id": device_id, "arena_extend_strategy": "kSameAsRequested"}))
         else:
             chain.append((CPU, {}))
     return chain
@@ -248,6 +256,7 @@ class SessionFromOnnx:
     def __init__(self, path, device: str = "auto", threads: int | None = None, model_sha256: str = ""):
         self.path = Path(path)
         self.device = device
+        self.kind, self.device_id = parse_device(device)  # InputError now for a bad --device
         self.threads = threads
         self.model_sha256 = model_sha256
         self.provider = ""
@@ -292,8 +301,8 @@ class SessionFromOnnx:
                 chain = chain[1:]
         running = session.get_providers()
         self.provider = running[0]
-        wanted = DEVICES[self.device][0]
-        if self.device in ("cuda", "tensorrt") and wanted not in running:
+        wanted = DEVICES[self.kind][0]
+        if self.kind in ("cuda", "tensorrt") and wanted not in running:
             raise InputError(f"device {self.device!r}: {wanted} did not start for {self.path.name} "
                              f"(running on {', '.join(running)}); check the CUDA/TensorRT install or use --device cpu")
         if self.provider != chain[0][0]:
@@ -329,6 +338,7 @@ class OnnxRuntimeRunner(BaseRunner):
         first = [spec.shape[0] for spec in self.inputs.values()]
         self.max_batch = first[0] if first and first[0] is not None else None
         self.binding_device = "cuda" if self.provider in (CUDA, TRT) else None
+        self.device_id = getattr(self.loader, "device_id", 0)  # the GPU the session runs on (cuda:N)
         self._bindings = {}
 
     def infer_impl(self, feed: dict) -> dict:
@@ -353,20 +363,21 @@ class OnnxRuntimeRunner(BaseRunner):
         device = self.binding_device
         binding = self.session.io_binding()
         # Allocated by ONNX Runtime, not wrapping the caller's array (on the CPU it would alias it).
-        inputs = {name: OrtValue.ortvalue_from_shape_and_type(value.shape, value.dtype, device, 0)
+        inputs = {name: OrtValue.ortvalue_from_shape_and_type(value.shape, value.dtype, device, self.device_id)
                   for name, value in feed.items()}
         for name, value in inputs.items():
             binding.bind_ortvalue_input(name, value)
         shapes = {name: (batch, *spec.shape[1:]) for name, spec in self.output_specs.items()}
         if all(None not in shape for shape in shapes.values()):
-            bound = {name: OrtValue.ortvalue_from_shape_and_type(shapes[name], self.output_specs[name].dtype, device, 0)
+            bound = {name: OrtValue.ortvalue_from_shape_and_type(shapes[name], self.output_specs[name].dtype, device,
+                                                                 self.device_id)
                      for name in shapes}
             for name, value in bound.items():
                 binding.bind_ortvalue_output(name, value)
         else:
             bound = None
             for name in self.output_specs:
-                binding.bind_output(name, device)
+                binding.bind_output(name, device, self.device_id)
         return binding, inputs, bound
 
     def deactivate_impl(self) -> None:

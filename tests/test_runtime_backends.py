@@ -59,6 +59,21 @@ def test_provider_chain_gpu_options(monkeypatch, tmp_path):
     assert chain[CUDA]["device_id"] == 0
 
 
+@pytest.mark.parametrize("device, kind, index", [("cuda:1", "cuda", 1), ("tensorrt:2", "tensorrt", 2), ("cpu", "cpu", 0)])
+def test_device_with_a_gpu_index(device, kind, index, monkeypatch, tmp_path):
+    """--device cuda:N runs every provider of the chain on GPU N."""
+    monkeypatch.setenv("RECON_CACHE_DIR", str(tmp_path))
+    assert backends.parse_device(device) == (kind, index)
+    chain = dict(provider_chain(device, "ab" * 32, available=[TRT, CUDA, CPU]))
+    assert all(options.get("device_id", index) == index for options in chain.values()) and CPU in chain
+
+
+@pytest.mark.parametrize("device", ["cuda:x", "cpu:1", "cuda:", "gpu:0"])
+def test_bad_gpu_index_is_one_clear_error(device):
+    with pytest.raises(InputError, match="cuda:N"):
+        SessionFromOnnx("model.onnx", device=device)
+
+
 @pytest.mark.parametrize("device, provider", [("cuda", CUDA), ("tensorrt", TRT)])
 def test_missing_gpu_provider_is_one_clear_error(device, provider):
     with pytest.raises(InputError) as error:
