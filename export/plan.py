@@ -93,7 +93,8 @@ def weights_bytes(model, half: bool = False) -> int:
 
 def _inference_probe(model, batch: int):
     """A weightless copy of `model` (initializers become typed graph inputs, so shape inference
-    sees their shapes without copying their bytes) with every symbolic dim set to `batch`."""
+    sees their shapes without copying their bytes) with every symbolic dim set to `batch` (height
+    and width to the metadata's image size)."""
     import onnx
 
     probe = onnx.ModelProto()
@@ -107,11 +108,14 @@ def _inference_probe(model, batch: int):
     named = {value.name for value in graph.input}
     probe.graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
                              for t in large if t.name not in named)
+    # A sketch graph with dynamic height and width (edge2) is planned at its largest side, the main pass's.
+    side = next((int(p.value) for p in model.metadata_props if p.key == "recon.image_size"), None)
     for value in list(probe.graph.input) + list(probe.graph.output):
         for dim in value.type.tensor_type.shape.dim:
             if not dim.HasField("dim_value"):
+                spatial = dim.dim_param in ("height", "width") and side is not None
                 dim.Clear()
-                dim.dim_value = batch
+                dim.dim_value = side if spatial else batch
     return probe
 
 

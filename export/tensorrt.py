@@ -67,12 +67,14 @@ def _network_flags(trt) -> int:
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Sequence[int] | dict, fp16: str = "off",
                  workspace: int = 1 << 30, timing_cache: str | Path | None = None, optimization_level: int = 3,
-                 log: Callable[[str], None] | None = print) -> dict:
+                 sides: tuple[int, int] | None = None, log: Callable[[str], None] | None = print) -> dict:
     """Build `engine_path` from `onnx_path` with batch profile (min, opt, max), or the plan's per-precision
     profiles {"fp32": ..., "fp16": ...}; write and return the sidecar.
 
     `fp16`: "off" (FP32), "on" (FP16 flag even where FP16 is slow, said plainly), "auto" (flag only
     where FP16 is fast). The timing cache at `timing_cache` is read when present and written back.
+    `sides`: (smallest, largest) picture side of an input whose height and width are dynamic (the
+    framing pass runs the sketch net at the smallest, the main pass at the largest, also the optimum).
     """
     from recon.runtime.fileio import write_bytes_atomic, write_json_atomic
 
@@ -113,9 +115,14 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Seq
     for index in range(network.num_inputs):
         tensor = network.get_input(index)
         dims = list(tensor.shape)
-        shape = {label: [batch] + [int(d) for d in dims[1:]]
-                 for label, batch in (("min", minimum), ("opt", optimum), ("max", maximum))}
-        if any(d < 0 for d in dims[1:]):
+        if sides is not None and len(dims) == 4 and dims[2] < 0 and dims[3] < 0:
+            low, high = sides
+            shape = {"min": [minimum, dims[1], low, low], "opt": [optimum, dims[1], high, high],
+                     "max": [maximum, dims[1], high, high]}
+        else:
+            shape = {label: [batch] + [int(d) for d in dims[1:]]
+                     for label, batch in (("min", minimum), ("opt", optimum), ("max", maximum))}
+        if any(d < 0 for d in shape["min"]):
             raise ModelError(f"{onnx_path.name}: input {tensor.name} has dynamic non-batch dims {dims}")
         optimisation.set_shape(tensor.name, shape["min"], shape["opt"], shape["max"])
         shapes[tensor.name] = shape

@@ -65,8 +65,9 @@ def make_run(run, preset_name: str = "edge", seed: int = 0, silhouette_bias: flo
     sketch, voxel = build_sketch_net(preset), build_voxel_net(preset)
     if calibrate:
         sketch, voxel = calibrated(sketch, 3), calibrated(voxel, 5)
-    with torch.no_grad():
-        sketch.silhouette_head.bias.add_(silhouette_bias)
+    with torch.no_grad():  # edge2's merged head has the silhouette logits as its 5th channel
+        bias = sketch.silhouette_head.bias if hasattr(sketch, "silhouette_head") else sketch.head.bias[4:]
+        bias.add_(silhouette_bias)
     run.mkdir(parents=True, exist_ok=True)
     for stage, name, net in (("sketch", "sketch", sketch), (voxel_stage, "voxel", voxel.eval())):
         save_net(run / f"{stage}.pt", stage, name, net, preset, epoch=epoch, fingerprint=fingerprint)

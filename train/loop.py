@@ -43,6 +43,11 @@ class TrainConfig:
     lr: float | None = None  # None: the paper's rate for the stage (Adam 1e-3, SGD 1e-3, GAN 1e-4)
     alpha: float = 1e-11  # joint: weight of the critic's exacting loss -E[D(x)]
     sketch_mix: float = 0.0  # voxel: fraction of batches fed the sketch net's predictions
+    sketch_noise: float = 0.0  # voxel/joint: strength of the errors added to ground-truth sketches (0: none)
+    clutter: float = 0.0  # sketch: fraction of views pasted into cluttered scenes (recon.train.augment)
+    loss: str = "bce"  # voxel/joint/direct: "bce" (the paper's) or "bce+iou" (adds 1 - soft IoU per object)
+    optimizer: str | None = None  # None: the stage's own (the paper's); "adam" or "sgd" to override
+    cosine: bool = False  # decay the learning rate by a half cosine over the epochs (per epoch, resumable)
     critic_steps: int = 5  # gan: critic updates per generator update (WGAN-GP)
     max_objects: int | None = None  # use only the first N objects of each category (quick runs, tests)
     workers: int = 0  # DataLoader worker processes
@@ -101,13 +106,30 @@ def voxel_input(batch, cfg, ctx) -> torch.Tensor:
     if ctx.get("sketch_net") is not None and torch.rand(()) < cfg.sketch_mix:
         with torch.no_grad():
             return predicted_sketch(ctx["sketch_net"], batch["rgb"])
+    if cfg.sketch_noise > 0:
+        from recon.train.augment import noisy_sketch
+
+        return noisy_sketch(true_sketch(batch), cfg.sketch_noise)
     return true_sketch(batch)
 
 
-def occupancy_step(name: str, inputs: torch.Tensor, nets, optimizers, batch):
-    """One BCE step of the voxel-producing net `name` on `inputs` (voxel and direct stages)."""
+def occupancy_loss(logits: torch.Tensor, voxels: torch.Tensor, kind: str) -> torch.Tensor:
+    """BCE, plus 1 - soft IoU per object for "bce+iou": a thin leg is a large share of its chair's
+    IoU but a tiny share of the voxels BCE averages over, so the IoU term keeps it worth predicting."""
+    loss = F.binary_cross_entropy_with_logits(logits, voxels)
+    if kind == "bce+iou":
+        prob = torch.sigmoid(logits).flatten(1)
+        truth = voxels.flatten(1)
+        inter = (prob * truth).sum(1)
+        union = (prob + truth - prob * truth).sum(1).clamp(min=1.0)
+        loss = loss + (1 - inter / union).mean()
+    return loss
+
+
+def occupancy_step(name: str, inputs: torch.Tensor, nets, optimizers, batch, cfg):
+    """One step of the voxel-producing net `name` on `inputs` (voxel and direct stages)."""
     logits = nets[name](inputs)  # (B, R, R, R)
-    loss = F.binary_cross_entropy_with_logits(logits, batch["voxels"])
+    loss = occupancy_loss(logits, batch["voxels"], cfg.loss)
     optimizers[name].zero_grad(set_to_none=True)
     loss.backward()
     optimizers[name].step()
@@ -115,11 +137,11 @@ def occupancy_step(name: str, inputs: torch.Tensor, nets, optimizers, batch):
 
 
 def step_voxel(nets, optimizers, batch, cfg, ctx):
-    return occupancy_step("voxel", voxel_input(batch, cfg, ctx), nets, optimizers, batch)
+    return occupancy_step("voxel", voxel_input(batch, cfg, ctx), nets, optimizers, batch, cfg)
 
 
 def step_direct(nets, optimizers, batch, cfg, ctx):
-    return occupancy_step("direct", normalize(batch["rgb"]), nets, optimizers, batch)
+    return occupancy_step("direct", normalize(batch["rgb"]), nets, optimizers, batch, cfg)
 
 
 def step_gan(nets, optimizers, batch, cfg, ctx):
@@ -146,7 +168,7 @@ def step_gan(nets, optimizers, batch, cfg, ctx):
 def step_joint(nets, optimizers, batch, cfg, ctx):
     """L = L_3D + alpha * L_exacting, L_exacting = -E[D(x)] from the frozen critic."""
     logits = nets["voxel"](voxel_input(batch, cfg, ctx))  # (B, R, R, R)
-    l3d = F.binary_cross_entropy_with_logits(logits, batch["voxels"])
+    l3d = occupancy_loss(logits, batch["voxels"], cfg.loss)
     exacting = -ctx["critic"](torch.sigmoid(logits)).mean()
     loss = l3d + cfg.alpha * exacting
     optimizers["voxel"].zero_grad(set_to_none=True)
@@ -162,6 +184,10 @@ def adam(rate, betas=(0.9, 0.999)):
 
 def sgd(rate):
     return lambda params, lr: torch.optim.SGD(params, lr=lr or rate, momentum=0.9)
+
+
+OPTIMIZERS = {"adam": adam(1e-3), "sgd": sgd(1e-3)}  # --optimizer overrides of a stage's own
+LOSSES = ("bce", "bce+iou")
 
 
 # Every net by the name it has in checkpoints.
@@ -218,7 +244,8 @@ def make_loader(cfg: TrainConfig, preset: Preset, stage: Stage, rank: int, world
     from recon.train.dataset import ObjectVoxels, ViewDataset
 
     folders = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data)
-    parts = [ViewDataset(folder, "train", preset.image_size, preset.voxel_res, max_objects=cfg.max_objects)
+    parts = [ViewDataset(folder, "train", preset.image_size, preset.voxel_res, max_objects=cfg.max_objects,
+                         clutter=cfg.clutter)
              for folder in folders]
     dataset = ConcatDataset([ObjectVoxels(part) if stage.per_object else part for part in parts])
     if cfg.batch <= 0:
@@ -256,7 +283,13 @@ def train(cfg: TrainConfig, progress: Callable | None = None) -> dict:
     if "sketch" in stage.uses and cfg.sketch_mix > 0:
         ctx["sketch_net"] = load_net(run, "sketch", "sketch", preset).to(device)
     loader, data_fingerprint = make_loader(cfg, preset, stage, rank, world)
-    optimizers = {name: stage.optimizer(net.parameters(), cfg.lr) for name, net in nets.items()}
+    if cfg.loss not in LOSSES:
+        raise InputError(f"unknown loss {cfg.loss!r}; choose from {', '.join(LOSSES)}")
+    if cfg.optimizer is not None and cfg.optimizer not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {cfg.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    make_optimizer = OPTIMIZERS[cfg.optimizer] if cfg.optimizer else stage.optimizer
+    optimizers = {name: make_optimizer(net.parameters(), cfg.lr) for name, net in nets.items()}
+    base_rates = [group["lr"] for optimizer in optimizers.values() for group in optimizer.param_groups]
     first_epoch = 0
     if cfg.resume and path.exists():
         state = load_checkpoint(path, expect_preset=preset.name)
@@ -281,6 +314,10 @@ def train(cfg: TrainConfig, progress: Callable | None = None) -> dict:
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # shuffling and noise depend only on (seed, epoch)
         if world > 1:
             loader.sampler.set_epoch(epoch)
+        if cfg.cosine:  # a function of the epoch alone, so a resumed run sets the same rate
+            groups = [group for optimizer in optimizers.values() for group in optimizer.param_groups]
+            for group, base in zip(groups, base_rates):
+                group["lr"] = base * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
         for net in trained.values():
             net.train()
         totals, steps, samples, start = {}, 0, 0, time.perf_counter()

@@ -27,6 +27,10 @@ IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
 
 
+ARCHS = ("marrnet", "fast")
+ENCODERS = ("resnet18", "lite0")
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str  # key in PRESETS, stored in checkpoints
@@ -36,6 +40,8 @@ class Preset:
     decoder_width: int  # base channels w of the VoxelNet 3D decoder: hidden layers 8w, 4w, 2w, w
     gan_width: int  # base channels of the 3D-GAN generator (as decoder_width) and critic (w..8w)
     latent_dim: int = 200  # shape code between encoder and 3D decoder, and the GAN's z (paper: 200)
+    arch: str = "marrnet"  # "marrnet": the paper's layers; "fast": LiteSketchNet + FastVoxelNet (resize-conv)
+    encoder: str = "resnet18"  # 2D encoder of the voxel net under "fast" ("resnet18" or "lite0"); the paper's: resnet18
 
     def __post_init__(self):
         problems = []
@@ -50,6 +56,10 @@ class Preset:
             v = getattr(self, field)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 problems.append(f"{field} {v!r} is not an integer >= 1")
+        if self.arch not in ARCHS:
+            problems.append(f"arch {self.arch!r} is not one of {ARCHS}")
+        if self.encoder not in ENCODERS or (self.arch == "marrnet" and self.encoder != "resnet18"):
+            problems.append(f"encoder {self.encoder!r} is not one of {ENCODERS} (marrnet: resnet18 only)")
         if problems:
             raise InputError(f"preset {self.name!r}: " + "; ".join(problems))
 
@@ -61,6 +71,16 @@ PRESETS: Dict[str, Preset] = {
     # Provisional default for small GPUs / CPUs: 128 px, half-width encoder, 32^3 voxels through
     # 128, 64, 32, 16 channels. To be tuned by measurement.
     "edge": Preset(name="edge", image_size=128, voxel_res=32, encoder_width=0.5, decoder_width=16, gan_width=16),
+    # The shipped default since the 3D-stage rebuild (docs/results/stage3d.md): edge's sizes on faster
+    # nets that keep thin parts: an ImageNet-pretrained EfficientNet-Lite0 sketch net with resize-conv
+    # up-sampling and one merged head; a voxel net with a 4x4 spatial latent and a resize-conv 3D
+    # decoder ending in sub-voxels (recon.train.sketch_net.LiteSketchNet, voxel_net.FastVoxelNet).
+    # The voxel net's encoder is a ResNet-18 at width 0.5 from scratch: as good as a pretrained Lite0
+    # on sketches at equal steps, and 1.5x faster to train (edge2-lite; docs/results/stage3d.md).
+    "edge2": Preset(name="edge2", image_size=128, voxel_res=32, encoder_width=0.5, decoder_width=16, gan_width=16,
+                    latent_dim=256, arch="fast", encoder="resnet18"),
+    "edge2-lite": Preset(name="edge2-lite", image_size=128, voxel_res=32, encoder_width=0.5, decoder_width=16,
+                         gan_width=16, latent_dim=256, arch="fast", encoder="lite0"),
 }
 
 
@@ -89,15 +109,19 @@ def preset_from_args(args: Mapping[str, Any]) -> Preset:
 
 
 def build_sketch_net(preset: Preset):
-    from recon.train.sketch_net import SketchNet
+    from recon.train.sketch_net import LiteSketchNet, SketchNet
 
-    return SketchNet(width=preset.encoder_width)
+    return LiteSketchNet() if preset.arch == "fast" else SketchNet(width=preset.encoder_width)
 
 
 def build_voxel_net(preset: Preset, in_channels: int = 5):
     """in_channels 5: sketch -> voxels (MarrNet); 3: the direct RGB -> voxels baseline."""
-    from recon.train.voxel_net import VoxelNet
+    from recon.train.voxel_net import FastVoxelNet, VoxelNet
 
+    if preset.arch == "fast":
+        return FastVoxelNet(in_channels=in_channels, voxel_res=preset.voxel_res, encoder=preset.encoder,
+                            encoder_width=preset.encoder_width, decoder_width=preset.decoder_width,
+                            latent_dim=preset.latent_dim)
     return VoxelNet(
         in_channels=in_channels,
         voxel_res=preset.voxel_res,

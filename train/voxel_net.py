@@ -11,6 +11,12 @@ logits. The latent is a (200, 1, 1, 1) volume; the first layer (kernel R/16, str
   R = 64 (3D-GAN): 4 -> 8 -> 16 -> 32 -> 64,
   R = 32:          2 -> 4 -> 8 -> 16 -> 32 (first kernel 2, so all three keep 5 layers).
 Output: (B, R, R, R) logits indexed [x, y, z] (design.md); the training targets fix that order.
+
+`FastVoxelNet` (the `edge2` preset) keeps the contract with a decoder that keeps thin parts: the
+encoder's last map is pooled to 4 x 4, not to 1 x 1, so the latent still knows where things are in
+the picture; the 3D decoder up-samples by nearest resize + 3x3x3 convolution (no ConvTranspose),
+and its last layer predicts 2 x 2 x 2 sub-voxels per cell of the R/2 grid (a 3D pixel shuffle), so
+the full-resolution grid costs one cheap convolution.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recon.train.encoders import Lite0Encoder, load_lite0_weights
 from recon.train.resnet import ResNetEncoder
 
 VOXEL_RESOLUTIONS = (32, 64, 128)
@@ -96,6 +103,99 @@ class VoxelNet(nn.Module):
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Latent (B, latent_dim) -> logits (B, R, R, R)."""
+        return self.decoder(latent)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))  # (B, R, R, R)
+
+
+class ResizeUp3d(nn.Module):
+    """x2 up-sampling of a volume: nearest resize, 3x3x3 conv + BN + ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv = nn.Conv3d(in_ch, out_ch, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm3d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn(self.conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))))
+
+
+def subvoxel_shuffle(x: torch.Tensor) -> torch.Tensor:
+    """(B, 8, D, H, W) -> (B, 2D, 2H, 2W): channel 4i + 2j + k is the sub-voxel at offset (i, j, k)."""
+    b, _, d, h, w = x.shape
+    x = x.reshape(b, 2, 2, 2, d, h, w).permute(0, 4, 1, 5, 2, 6, 3)  # (B, D, 2, H, 2, W, 2)
+    return x.reshape(b, 2 * d, 2 * h, 2 * w)
+
+
+FAST_GRID = 4  # side of the first volume (and of the pooled 2D map)
+SQUEEZED = 64  # channels of the pooled 2D map
+
+
+class FastVoxelDecoder(nn.Module):
+    """Latent (B, latent_dim) -> logits (B, R, R, R): a 4^3 volume of 8w channels, resize-conv up to
+    R/2 halving the channels, then one conv to 8 sub-voxels per cell."""
+
+    def __init__(self, voxel_res: int = 32, width: int = 16, latent_dim: int = 256):
+        super().__init__()
+        check_voxel_res(voxel_res)
+        self.latent_dim, self.width = latent_dim, width
+        self.fc = nn.Linear(latent_dim, 8 * width * FAST_GRID ** 3)
+        self.bn = nn.BatchNorm3d(8 * width)
+        ups, channels, side = [], 8 * width, FAST_GRID
+        while side < voxel_res // 2:
+            ups.append(ResizeUp3d(channels, channels // 2))
+            channels, side = channels // 2, side * 2
+        self.ups = nn.Sequential(*ups)
+        self.to_subvoxels = nn.Conv3d(channels, 8, 3, padding=1)
+
+    @torch.no_grad()
+    def fold_batchnorm(self) -> None:
+        """Fold the BatchNorm after the fully connected layer into it (eval statistics), for export:
+        ONNX simplifiers fold BatchNorm into a preceding convolution, not across this reshape."""
+        bn = self.bn
+        if isinstance(bn, nn.Identity):
+            return
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C,)
+        shift = bn.bias - bn.running_mean * scale
+        per_output = scale.repeat_interleave(FAST_GRID ** 3)  # fc outputs are (C, 4, 4, 4) flattened
+        self.fc.weight.mul_(per_output[:, None])
+        self.fc.bias.mul_(per_output).add_(shift.repeat_interleave(FAST_GRID ** 3))
+        self.bn = nn.Identity()
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        x = self.fc(latent).reshape(latent.shape[0], 8 * self.width, FAST_GRID, FAST_GRID, FAST_GRID)
+        x = self.ups(torch.relu(self.bn(x)))  # (B, C, R/2, R/2, R/2)
+        return subvoxel_shuffle(self.to_subvoxels(x))  # (B, R, R, R)
+
+
+class FastVoxelNet(nn.Module):
+    """Sketch (B, in_channels, H, W) -> voxel logits (B, R, R, R), VoxelNet's contract (see module doc)."""
+
+    def __init__(self, in_channels: int = 5, voxel_res: int = 32, encoder: str = "lite0", encoder_width: float = 0.5,
+                 decoder_width: int = 16, latent_dim: int = 256, pretrained: bool = True):
+        super().__init__()
+        if encoder == "lite0":
+            self.encoder = Lite0Encoder(in_channels)
+            if pretrained:
+                load_lite0_weights(self.encoder)
+        else:
+            self.encoder = ResNetEncoder(in_channels=in_channels, width=encoder_width)
+        self.pool = nn.AdaptiveAvgPool2d(FAST_GRID)
+        # A 1x1 squeeze before flattening keeps the fully connected layer (and the file) small.
+        self.squeeze = nn.Sequential(nn.Conv2d(self.encoder.channels[-1], SQUEEZED, 1), nn.ReLU(inplace=True))
+        self.fc = nn.Linear(SQUEEZED * FAST_GRID ** 2, latent_dim)
+        self.decoder = FastVoxelDecoder(voxel_res, decoder_width, latent_dim)
+        self.masks_background = in_channels == 5
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        if self.masks_background:
+            x = zero_background(x)
+        f4 = self.encoder(x)[-1]  # (B, C4, H/32, W/32)
+        return torch.relu(self.fc(self.squeeze(self.pool(f4)).flatten(1)))  # (B, latent_dim)
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
         return self.decoder(latent)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
