@@ -126,7 +126,8 @@ def data_r2n2(
 @data_app.command("preview")
 def data_preview(
     dataset: Path = typer.Argument(..., help="Dataset folder."),
-    out: Path = typer.Option(Path("preview.png"), help="Contact sheet to write (PNG)."),
+    out: Optional[Path] = typer.Option(None, help="Contact sheet to write (PNG; default: runs/preview/sheet.png, "
+                                       "then runs/preview2/...; with --orientations, poses.png pages)."),
     samples: int = typer.Option(6, help="Objects to show."),
     seed: int = typer.Option(0, help="Which objects to pick."),
     orientations: bool = typer.Option(False, help="Instead: the low-confidence meshes of an --auto-orient "
@@ -134,8 +135,12 @@ def data_preview(
                                       "up direction, with rotation indices, for an overrides file."),
 ):
     """Write a contact sheet: RGB | normals | depth | mask | voxels."""
+    from recon.cli.outputs import next_run_dir
     from recon.train.data import orientation_sheets, preview
 
+    if out is None:
+        out = next_run_dir("preview") / ("poses.png" if orientations else "sheet.png")
+        out.parent.mkdir(parents=True)
     if orientations:
         written, failures = orientation_sheets(dataset, out)
         ui.out.print(f"wrote {len(written)} page(s): " + ui.esc(", ".join(map(str, written))) if written
