@@ -15,8 +15,10 @@ from recon.cli import options
 def profile(
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder from `recon-cli export` "
                                          "(default: the model installed with recon)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N (GPU N) or tensorrt."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N (GPU N), tensorrt or openvino."),
     fp16: bool = typer.Option(False, "--fp16", help="Profile the model's FP16 twins (`recon-cli export --fp16` makes them)."),
+    int8: bool = typer.Option(False, "--int8", help="Profile the model's INT8 twins (`recon-cli export --int8` "
+                              "makes them)."),
     batch: str = typer.Option("1,2,4,8", "--batch", help="Comma-separated batch sizes to measure."),
     iterations: int = typer.Option(20, "--iterations", min=1, help="Timed runs per batch size."),
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed runs before the timed ones."),
@@ -26,12 +28,14 @@ def profile(
     per_layer: bool = typer.Option(False, "--per-layer", help="ONNX Runtime's profiler: time per op type "
                                    "and per node (top 10 of each)."),
     compare: bool = typer.Option(False, "--compare", help="Each net on ONNX Runtime CPU vs every other "
-                                 "available provider (latency and output difference)."),
+                                 "engine here: GPU providers, OpenVINO FP32/BF16, INT8 twins (latency, output "
+                                 "difference; interleaved runs)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Training run folder the model was "
                                            "exported from: --compare adds PyTorch eager beside ONNX Runtime."),
 ):
     """Measure each stage (preprocess, sketch, voxel, mesh, end to end) per batch size: min, mean,
-    median, p90, p95, p99, max latency and images/s, warm-up runs excluded; plus estimates for target GPUs.
+    median, p90, p95, p99, max latency and images/s, warm-up runs excluded; each network's share of the
+    measured sgemm peak; plus estimates for target GPUs.
 
     Exit code 0: measured; 2: a usage problem (bad model folder, bad --batch).
     """
@@ -43,7 +47,9 @@ def profile(
     if model is not None and not Path(model).is_dir():
         raise InputError(f"--model {model}: no such model folder")
     out, err = ui.out, ui.err
-    precision = "fp16" if fp16 else "fp32"
+    if fp16 and int8:
+        raise InputError("--fp16 and --int8: choose one of them")
+    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
     report = prof.profile_pipeline(model, device=device, batches=batches, iterations=iterations, warmup=warmup,
                                    threads=threads, progress=lambda text: err.print(f"[dim]{ui.esc(text)}[/]"),
                                    precision=precision)
@@ -54,12 +60,23 @@ def profile(
         estimates["devices"] = prof.roofline(estimates["nets"], batches)
     report["estimates"] = estimates
     print_estimates(out, estimates)
+    if "nets" in estimates:
+        from recon.runtime import speed
+
+        peak = speed.sgemm_peak()
+        flops = {net: cost["flops_per_sample"] for net, cost in estimates["nets"].items()}
+        report["peak"] = {**peak, "nets": speed.network_efficiency(
+            model, device=device, batches=batches, threads=threads, precision=precision, iterations=iterations,
+            peak_gflops=peak["gflops"], flops=flops)}
+        print_efficiency(out, report["peak"])
     if per_layer:
         report["per_layer"] = prof.profile_layers(model, device=device, batch=batches[0], iterations=iterations,
                                                   warmup=warmup, threads=threads, precision=precision)
         print_layers(out, report["per_layer"])
     if compare:
-        report["compare"] = prof.compare_providers(model, iterations=iterations, threads=threads)
+        from recon.runtime.speed import compare_engines
+
+        report["compare"] = compare_engines(model, iterations=iterations, threads=threads)
         print_compare(out, report["compare"])
         reference = torch_reference(model, weights, iterations, threads)
         report["compare"]["pytorch"] = reference
@@ -171,20 +188,36 @@ def print_layers(console, layers: dict) -> None:
             console.print(table)
 
 
+def print_efficiency(console, peak: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"networks against this machine's measured sgemm peak: {peak['gflops']:.0f} GFLOP/s "
+                        f"(numpy {peak['library']}, FP32)")
+    for column in ("net", "running", "batch", "median ms", "GFLOP/s", "share of peak"):
+        table.add_column(column, justify="left" if column in ("net", "running") else "right")
+    for net, entry in peak["nets"].items():
+        for batch, row in entry["batches"].items():
+            table.add_row(net, entry["provider"], batch, _f(row["median_ms"]), f"{row['gflops']:.1f}",
+                          f"{100 * row['fraction_of_peak']:.0f}%")
+    console.print(table)
+
+
 def print_compare(console, compare: dict) -> None:
     from rich.table import Table
 
     from recon.cli.console import esc as escape
 
-    table = Table(title="ONNX Runtime providers, batch 1 (random input)")
-    for column in ("net", "provider", "running", "median ms", "max |diff| vs CPU"):
-        table.add_column(column, justify="right" if "ms" in column or "diff" in column else "left")
+    table = Table(title="engines, batch 1 (random input, interleaved runs, medians)")
+    for column in ("net", "engine", "running", "median ms", "vs ONNX Runtime CPU", "max |diff| vs CPU"):
+        table.add_column(column, justify="left" if column in ("net", "engine", "running") else "right")
     for net, rows in compare["nets"].items():
+        reference = rows.get("CPUExecutionProvider", {}).get("median_ms")
         for provider, row in rows.items():
             if "error" in row:
-                table.add_row(net, provider, f"failed: {escape(row['error'])}", "-", "-")
+                table.add_row(net, provider, f"failed: {escape(row['error'])}", "-", "-", "-")
             else:
                 table.add_row(net, provider, row["running"], _f(row["median_ms"]),
+                              f"{reference / row['median_ms']:.2f}x" if reference else "-",
                               "-" if "max_abs_diff" not in row else f"{row['max_abs_diff']:.2e}")
     console.print(table)
     for note in compare["notes"]:

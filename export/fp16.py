@@ -86,16 +86,18 @@ def _chain(sketch, voxel, images: np.ndarray, batch: int = 8) -> Dict[str, np.nd
     return {key: np.concatenate(value) for key, value in parts.items()}
 
 
-def _dataset_batch(data: str | Path, image_size: int, voxel_res: int, mean, std, limit: int):
-    """(images normalised (N,3,S,S), masks (N,S,S) bool, voxels (N,R,R,R) bool, split) from a dataset."""
+def _dataset_batch(data: str | Path, image_size: int, voxel_res: int, mean, std, limit: int,
+                   splits=("test", "train")):
+    """(images normalised (N,3,S,S), masks (N,S,S) bool, voxels (N,R,R,R) bool, split) from the first
+    of `splits` the dataset has views in (INT8 calibration asks for ("train",) only)."""
     from recon.train.dataset import ViewDataset
 
-    views = ViewDataset(data, "test", image_size, voxel_res)
-    split = "test"
-    if len(views) == 0:
-        views, split = ViewDataset(data, "train", image_size, voxel_res), "train"
-    if len(views) == 0:
-        raise InputError(f"--data {data}: the dataset has no views to measure FP16 accuracy on")
+    for split in splits:
+        views = ViewDataset(data, split, image_size, voxel_res)
+        if len(views):
+            break
+    else:
+        raise InputError(f"--data {data}: the dataset has no {' or '.join(splits)} views to use")
     picks = np.unique(np.linspace(0, len(views) - 1, min(limit, len(views))).round().astype(int))
     images, masks, voxels = [], [], []
     mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
@@ -110,16 +112,22 @@ def _dataset_batch(data: str | Path, image_size: int, voxel_res: int, mean, std,
 
 def fp16_gate(fp32: Dict[str, str | Path], fp16: Dict[str, str | Path], *, image_size: int, voxel_res: int,
               mean, std, threshold: float, data: str | Path | None = None, max_samples: int = MAX_GATE_SAMPLES,
-              log: Callable[[str], None] | None = print) -> dict:
-    """Measure FP16 against FP32 through ONNX Runtime (paths: {"sketch": ..., "voxel": ...}); return the
-    figures with "passed". Does not raise on a failed gate (see `require_fp16`)."""
+              log: Callable[[str], None] | None = print, max_drop: float = MAX_IOU_DROP, label: str = "fp16",
+              open_candidate: Callable = ort_session) -> dict:
+    """Measure a reduced-precision chain against FP32 (paths: {"sketch": ..., "voxel": ...}); return the
+    figures with "passed". Does not raise on a failed gate (see `require_fp16`).
+
+    The same gate serves FP16 twins, INT8 twins (label "int8", recon.export.int8) and OpenVINO BF16
+    (label "bf16"): `open_candidate(path)` gives what runs the candidate (default: an ONNX Runtime
+    CPU session; a runtime runner works too), `max_drop` the allowed IoU drop."""
     s32, v32 = ort_session(fp32["sketch"]), ort_session(fp32["voxel"])
-    s16, v16 = ort_session(fp16["sketch"]), ort_session(fp16["voxel"])
+    s16, v16 = open_candidate(fp16["sketch"]), open_candidate(fp16["voxel"])
+    name = label.upper()
     if data is not None:
         images, masks, voxels, split = _dataset_batch(data, image_size, voxel_res, mean, std, max_samples)
         a, b = _chain(s32, v32, images), _chain(s16, v16, images)
         figures = {"mode": "data", "data": str(data), "split": split, "samples": int(len(images)),
-                   "threshold": threshold}
+                   "threshold": threshold, "label": label, "max_drop": max_drop}
         for key, truth, level in (("silhouette", masks, SILHOUETTE_THRESHOLD), ("voxel", voxels, threshold)):
             out = "silhouette" if key == "silhouette" else "occupancy"
             if key == "silhouette":
@@ -128,17 +136,16 @@ def fp16_gate(fp32: Dict[str, str | Path], fp16: Dict[str, str | Path], *, image
                 full, half = a[out], b[out]
             score32 = float(np.mean([iou(p > level, t) for p, t in zip(full, truth)]))
             score16 = float(np.mean([iou(p > level, t) for p, t in zip(half, truth)]))
-            figures[f"{key}_iou_fp32"], figures[f"{key}_iou_fp16"] = score32, score16
+            figures[f"{key}_iou_fp32"], figures[f"{key}_iou_{label}"] = score32, score16
             figures[f"{key}_iou_drop"] = score32 - score16
             figures[f"{key}_agreement"] = iou_agreement(full, half, level)
-        figures["passed"] = bool(figures["voxel_iou_drop"] <= MAX_IOU_DROP
-                                 and figures["silhouette_iou_drop"] <= MAX_IOU_DROP)
+        figures["passed"] = bool(figures["voxel_iou_drop"] <= max_drop and figures["silhouette_iou_drop"] <= max_drop)
         if log:
-            log(f"FP16 gate on {figures['samples']} {split} views of {data}: voxel IoU {figures['voxel_iou_fp32']:.4f}"
-                f" FP32 -> {figures['voxel_iou_fp16']:.4f} FP16 (drop {figures['voxel_iou_drop']:+.4f}), silhouette "
-                f"IoU {figures['silhouette_iou_fp32']:.4f} -> {figures['silhouette_iou_fp16']:.4f} (drop "
-                f"{figures['silhouette_iou_drop']:+.4f}); allowed drop {MAX_IOU_DROP}: "
-                + ("PASSED" if figures["passed"] else "FAILED"))
+            log(f"{name} gate on {figures['samples']} {split} views of {data}: voxel IoU "
+                f"{figures['voxel_iou_fp32']:.4f} FP32 -> {figures[f'voxel_iou_{label}']:.4f} {name} (drop "
+                f"{figures['voxel_iou_drop']:+.4f}), silhouette IoU {figures['silhouette_iou_fp32']:.4f} -> "
+                f"{figures[f'silhouette_iou_{label}']:.4f} (drop {figures['silhouette_iou_drop']:+.4f}); allowed "
+                f"drop {max_drop}: " + ("PASSED" if figures["passed"] else "FAILED"))
         return figures
     inputs = synthetic_inputs(image_size, batch=4, seed=1)
     sketch32, sketch16 = run_session(s32, {"image": inputs["image"]}), run_session(s16, {"image": inputs["image"]})
@@ -146,31 +153,32 @@ def fp16_gate(fp32: Dict[str, str | Path], fp16: Dict[str, str | Path], *, image
     voxel16 = run_session(v16, {"sketch": inputs["sketch"]})
     # Informational error figures (not gated: FP16 error is expected, its effect on the masks is what counts).
     errors = compare_outputs({**sketch32, **voxel32}, {**sketch16, **voxel16}, atol=1e-2, reference_name="fp32",
-                             actual_name="fp16", log=log)
+                             actual_name=label, log=log)
     figures = {
-        "mode": "synthetic", "samples": 4, "threshold": threshold,
+        "mode": "synthetic", "samples": 4, "threshold": threshold, "label": label, "max_drop": max_drop,
         "silhouette_agreement": iou_agreement(sketch32["silhouette"][:, 0], sketch16["silhouette"][:, 0],
                                               SILHOUETTE_THRESHOLD),
         "voxel_agreement": iou_agreement(voxel32["occupancy"], voxel16["occupancy"], threshold),
         "max_abs": {name: r.get("max_abs") for name, r in errors.items()},
     }
-    figures["passed"] = bool(figures["silhouette_agreement"] >= 1 - MAX_IOU_DROP
-                             and figures["voxel_agreement"] >= 1 - MAX_IOU_DROP)
+    figures["passed"] = bool(figures["silhouette_agreement"] >= 1 - max_drop
+                             and figures["voxel_agreement"] >= 1 - max_drop)
     if log:
-        log(f"FP16 gate (synthetic batch, no --data): silhouette IoU agreement {figures['silhouette_agreement']:.4f}, "
-            f"voxel IoU agreement {figures['voxel_agreement']:.4f} (need >= {1 - MAX_IOU_DROP}): "
-            + ("PASSED" if figures["passed"] else "FAILED"))
+        log(f"{name} gate (synthetic batch, no --data): silhouette IoU agreement "
+            f"{figures['silhouette_agreement']:.4f}, voxel IoU agreement {figures['voxel_agreement']:.4f} "
+            f"(need >= {1 - max_drop}): " + ("PASSED" if figures["passed"] else "FAILED"))
     return figures
 
 
 def describe(figures: dict) -> str:
+    label, max_drop = figures.get("label", "fp16"), figures.get("max_drop", MAX_IOU_DROP)
     if figures["mode"] == "data":
-        return (f"voxel IoU {figures['voxel_iou_fp32']:.4f} -> {figures['voxel_iou_fp16']:.4f} (drop "
+        return (f"voxel IoU {figures['voxel_iou_fp32']:.4f} -> {figures[f'voxel_iou_{label}']:.4f} (drop "
                 f"{figures['voxel_iou_drop']:.4f}), silhouette IoU {figures['silhouette_iou_fp32']:.4f} -> "
-                f"{figures['silhouette_iou_fp16']:.4f} (drop {figures['silhouette_iou_drop']:.4f}); "
-                f"allowed drop {MAX_IOU_DROP}")
-    return (f"FP16 vs FP32 IoU agreement: silhouette {figures['silhouette_agreement']:.4f}, voxel "
-            f"{figures['voxel_agreement']:.4f} (need >= {1 - MAX_IOU_DROP})")
+                f"{figures[f'silhouette_iou_{label}']:.4f} (drop {figures['silhouette_iou_drop']:.4f}); "
+                f"allowed drop {max_drop}")
+    return (f"{label.upper()} vs FP32 IoU agreement: silhouette {figures['silhouette_agreement']:.4f}, voxel "
+            f"{figures['voxel_agreement']:.4f} (need >= {1 - max_drop})")
 
 
 def require_fp16(figures: dict, force: bool = False) -> None:

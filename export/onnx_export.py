@@ -395,7 +395,7 @@ def _install(tmp: Path, out: Path) -> None:
 def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, engine: bool = False,
                  vram: str = "4GiB", workspace: str = "1GiB", batch: tuple[int, int, int] | str = (1, 1, 8),
                  data: str | Path | None = None, force: bool = False, opset: int = 17, check: bool = True,
-                 threshold: float | None = None,
+                 threshold: float | None = None, int8: bool = False,
                  log: Callable[[str], None] | None = _log_default) -> dict:
     """Export RUN (sketch.pt + joint.pt/voxel.pt) to the model folder OUT; return the model.json dict.
 
@@ -403,7 +403,9 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, 
     (twins kept only when they pass; engines FP16 only where the GPU has fast FP16).
     engine: also build TensorRT engines (needs TensorRT and a GPU). vram/workspace: sizes such as
     "4GiB"; batch: the TensorRT profile's (min, opt, max), max lowered to what fits vram.
-    data: a dataset folder for the FP16 gate. check: compare ONNX Runtime with PyTorch (on by default).
+    data: a dataset folder for the FP16/INT8/BF16 gates. check: compare ONNX Runtime with PyTorch (on by
+    default). int8: INT8 twins calibrated on data's training views, gated like FP16 (recon.export.int8).
+    With openvino installed, OpenVINO is checked against ONNX Runtime and its BF16 gated (parity.openvino_checks).
     log: where progress and reports go (None: quiet).
     OUT is written as a whole: an existing model folder there is replaced, any other non-empty folder is
     refused (InputError); on any error nothing is left at OUT (an older model folder stays as it was).
@@ -421,6 +423,9 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, 
     wanted = check_batch(batch)
     if threshold is not None and not 0 < threshold < 1:
         raise InputError(f"--threshold must be between 0 and 1 (exclusive), got {threshold}")
+    if int8 and data is None:
+        raise InputError("--int8 needs --data DATASET: calibration reads its training views (the gate its "
+                         "test views)")
     if data is not None:
         from recon.train.data import load_manifest
 
@@ -490,6 +495,16 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, 
                 else:
                     fp16_tools.require_fp16(fp16_figures, force)
                     say(f"FP16 twins kept despite the failed gate (--force): {fp16_tools.describe(fp16_figures)}")
+        gate_inputs = dict(image_size=s, voxel_res=preset.voxel_res, mean=json.loads(metadata["recon.mean"]),
+                           std=json.loads(metadata["recon.std"]), threshold=threshold, log=log)
+        int8_figures = None
+        if int8:
+            from recon.export.int8 import make_int8_twins
+
+            int8_figures = make_int8_twins(tmp, data=data, force=force, **gate_inputs)
+        from recon.export.parity import openvino_checks
+
+        openvino_figures = openvino_checks(tmp, data=data, **gate_inputs)
         sidecars = {}
         if engine:
             from recon.export.tensorrt import build_engine
@@ -507,9 +522,11 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, 
             tmp, metadata, plan,
             iou=_read_optional_json(loaded["run"] / "eval.json"),
             recipe=_read_optional_json(loaded["run"] / "recipe.json"),
-            parity=parity, fp16=fp16_figures, lint=warnings_found, engines=sidecars,
-            export={"opset": opset, "fp16": mode, "engine": engine, "vram": vram, "workspace": workspace,
-                    "batch": list(wanted), "data": str(data) if data is not None else None, "force": force},
+            parity=parity, fp16=fp16_figures, int8=int8_figures, openvino=openvino_figures, lint=warnings_found,
+            engines=sidecars,
+            export={"opset": opset, "fp16": mode, "int8": int8, "engine": engine, "vram": vram,
+                    "workspace": workspace, "batch": list(wanted), "data": str(data) if data is not None else None,
+                    "force": force},
         )
         write_json_atomic(tmp / MANIFEST, manifest)
         verify_model_dir(tmp)

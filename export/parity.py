@@ -2,7 +2,8 @@
 --onnxrt --trt` reports them (per output: max abs / max rel / mean abs error, the tolerance it would
 need, PASSED/FAILED), plus the voxel IoU agreement at the default threshold.
 
-Used for ONNX Runtime vs PyTorch (export `--check`), FP16 vs FP32, and later TensorRT vs ONNX Runtime.
+Used for ONNX Runtime vs PyTorch (export `--check`), FP16/INT8/BF16 vs FP32, OpenVINO vs ONNX Runtime
+(`openvino_checks`), and later TensorRT vs ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from recon.runtime.voxels import iou
 
 FP32_ATOL = 1e-4  # max abs error per output, ONNX Runtime vs PyTorch
 IOU_AGREEMENT = 0.999  # voxel IoU between the two runtimes' grids at the default threshold
+OPENVINO_ATOL = 1e-3  # max abs error per output, OpenVINO FP32 vs ONNX Runtime (other conv kernels)
 
 
 def compare_arrays(name: str, reference: np.ndarray, actual: np.ndarray, atol: float,
@@ -136,6 +138,9 @@ def ort_session(path_or_bytes, threads: int | None = None):
 
 
 def run_session(session, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Outputs by name of an ONNX Runtime session, or of an active runtime runner (e.g. OpenVINO)."""
+    if hasattr(session, "infer"):
+        return session.infer(dict(feeds))
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, dict(feeds))))
 
@@ -198,3 +203,42 @@ def torch_reference(model_dir, run, iterations: int = 10, threads: int | None = 
         rows[net] = {"onnxruntime_cpu_ms": ort_ms, "pytorch_eager_ms": torch_ms,
                      "speedup": torch_ms / ort_ms, "max_abs_diff": difference}
     return rows
+
+
+def openvino_checks(folder, *, image_size: int, voxel_res: int, mean, std, threshold: float, data=None,
+                    log: Callable[[str], None] | None = print) -> dict | None:
+    """What `--device openvino` (and auto on a CPU with openvino) will run, checked at export: OpenVINO
+    FP32 against ONNX Runtime on the seeded batch (ModelError on failure, like the PyTorch parity), and
+    OpenVINO BF16 through the FP16 gate (label "bf16"; recorded, never fatal: the runtime then keeps
+    FP32) where the CPU has BF16. None when openvino is not installed."""
+    import importlib.util
+    from pathlib import Path
+
+    if importlib.util.find_spec("openvino") is None:
+        return None
+    from recon.export.fp16 import describe, fp16_gate  # fp16 imports this module
+    from recon.runtime.openvino_backend import CompiledFromOnnx, OpenVINORunner, cpu_capabilities
+
+    folder = Path(folder)
+    paths = {net: folder / f"{net}.onnx" for net in ("sketch", "voxel")}
+    inputs = synthetic_inputs(image_size, batch=2, seed=0)
+    feeds = {"sketch": {"image": inputs["image"]}, "voxel": {"sketch": inputs["sketch"]}}
+    reference, actual = {}, {}
+    for net, path in paths.items():
+        reference.update(run_session(ort_session(path), feeds[net]))
+        with OpenVINORunner(CompiledFromOnnx(path, "fp32")) as runner:
+            actual.update(runner.infer(feeds[net]))
+    # Gated on what the masks and depth need; normals are reported (a unit vector's direction is
+    # ill-conditioned where the head's output is short, as in the PyTorch parity).
+    results = compare_outputs(reference, actual, OPENVINO_ATOL, "onnxrt", "openvino", log)
+    agreement = iou_agreement(reference["occupancy"], actual["occupancy"], threshold)
+    require_pass({k: v for k, v in results.items() if k != "normals"}, "OpenVINO FP32 vs ONNX Runtime",
+                 {"voxel IoU agreement": agreement}, {"voxel IoU agreement": IOU_AGREEMENT})
+    figures = {"fp32_parity": {"atol": OPENVINO_ATOL, "voxel_iou_agreement": agreement,
+                               "max_abs": {name: r.get("max_abs") for name, r in results.items()}}}
+    if "BF16" in cpu_capabilities()["capabilities"]:
+        gate = fp16_gate(paths, paths, image_size=image_size, voxel_res=voxel_res, mean=mean, std=std,
+                         threshold=threshold, data=data, log=log, label="bf16",
+                         open_candidate=lambda path: OpenVINORunner(CompiledFromOnnx(path, "bf16")).activate())
+        figures["bf16"] = {**gate, "summary": describe(gate)}
+    return figures

@@ -232,8 +232,12 @@ def marching_cubes(probabilities, threshold: float = 0.5, smooth: int = 0, large
     return mesh
 
 
-def mesh_stats(mesh: trimesh.Trimesh) -> dict:
-    """Volume (enclosed, in the mesh's units), bounding box, counts and closedness of a mesh."""
+def mesh_stats(mesh: trimesh.Trimesh, closed: bool | None = None) -> dict:
+    """Volume (enclosed, in the mesh's units), bounding box, counts and closedness of a mesh.
+
+    closed: what the caller knows (`marching_cubes` meshes a zero-padded grid, so its surface is closed
+    by construction, smoothed or not); None checks the edges (`is_closed`, most of this function's cost).
+    """
     if len(mesh.faces) == 0:
         return {"volume": 0.0, "bbox": None, "vertices": 0, "faces": 0, "watertight": False}
     tri = mesh.vertices[mesh.faces]  # (F, 3, 3)
@@ -246,7 +250,7 @@ def mesh_stats(mesh: trimesh.Trimesh) -> dict:
         "bbox": [used.min(axis=0).tolist(), used.max(axis=0).tolist()],
         "vertices": int(len(mesh.vertices)),
         "faces": int(len(mesh.faces)),
-        "watertight": is_closed(mesh.faces, len(mesh.vertices)),
+        "watertight": is_closed(mesh.faces, len(mesh.vertices)) if closed is None else bool(closed),
     }
 
 

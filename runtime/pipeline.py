@@ -397,7 +397,7 @@ class Reconstructor:
             result.error = f"{item.picture.name}: no voxel above threshold {threshold} (try a lower threshold)"
             return result
         result.mesh = marching_cubes(item.voxels, threshold, smooth=smooth, largest_only=largest_only)
-        stats = mesh_stats(result.mesh)
+        stats = mesh_stats(result.mesh, closed=True)  # marching cubes on a zero-padded grid: closed by construction
         result.volume, result.bbox, result.watertight = stats["volume"], stats["bbox"], stats["watertight"]
         result.vertices, result.faces = stats["vertices"], stats["faces"]
         extent = np.subtract(result.bbox[1], result.bbox[0])

@@ -4,9 +4,11 @@ roofline estimates for GPUs this machine does not have.
     report = profile_pipeline(model_dir=None, device="auto", batches=[1, 8], iterations=20, warmup=2)
     report["batches"]["8"]["stages"]["sketch"]["median_ms"]
 
-Measured numbers: each batch size runs `warmup` untimed calls of `Reconstructor.batch` on B realistic
-pictures (the shipped examples, else a drawn object on white), then `iterations` timed calls. A stage's
-latency is the time one call spent in it (summed over the B pictures); "end_to_end" is the whole call.
+Measured numbers: every batch size sees the same N = max(batches) realistic pictures (the shipped
+examples, else a drawn object on white), so sizes compare like with like: each timed iteration runs
+them all through `Reconstructor.batch`, B per call (ceil(N / B) calls, cycling to fill the last), after
+`warmup` untimed calls. A sample is one call: a stage's latency is the time the call spent in it
+(summed over its B pictures); "end_to_end" is the whole call.
 
 Estimates (`estimate_nets`, `roofline`) are NOT measurements: FLOPs (2 x MACs of Conv, ConvTranspose,
 Gemm and MatMul, from ONNX shape inference) and bytes moved (weights once + every activation written
@@ -30,7 +32,7 @@ import numpy as np
 from recon.runtime.errors import InputError, first_line
 
 __all__ = ["STAGE_ROWS", "TARGET_GPUS", "ESTIMATE_LABEL", "parse_batches", "latency_stats", "profile_pipeline",
-           "profile_layers", "compare_providers", "estimate_nets", "graph_costs", "roofline", "profile_pictures"]
+           "profile_layers", "estimate_nets", "graph_costs", "roofline", "profile_pictures"]
 
 STAGE_ROWS = ("preprocess", "sketch", "voxel", "mesh", "end_to_end")
 ESTIMATE_LABEL = "estimate (lower bound from spec sheets), not measured"
@@ -178,24 +180,26 @@ def profile_pipeline(model_dir=None, device: str = "auto", batches=(1,), iterati
                       provider=", ".join(sorted(set(providers.values()))),
                       image_size=reconstruct.model.image_size, voxel_res=reconstruct.model.voxel_res)
         report["notes"] += [f"{net}: {note}" for net, note in reconstruct.notes.items()]
-        pictures, source = profile_pictures(max(batches))
-        report["inputs"] = source
+        count = max(batches)
+        pictures, source = profile_pictures(count)
+        report["inputs"] = f"the same {count} at every batch size: {source}"
         for batch in batches:
             if progress:
                 progress(f"batch {batch}: {warmup} warm-up + {iterations} timed runs")
             reconstruct.batch_size = batch
-            chunk = pictures[:batch]
+            chunks = [[pictures[(start + i) % count] for i in range(batch)] for start in range(0, count, batch)]
             for _ in range(int(warmup)):
-                reconstruct.batch(chunk)
+                reconstruct.batch(chunks[0])
             samples = {stage: [] for stage in STAGE_ROWS}
-            failed = 0
             for _ in range(int(iterations)):
-                start = time.perf_counter()
-                results = reconstruct.batch(chunk)
-                samples["end_to_end"].append((time.perf_counter() - start) * 1000.0)
-                failed = sum(not r.ok for r in results)
-                for stage in STAGE_ROWS[:-1]:
-                    samples[stage].append(sum(r.timings.get(stage, 0.0) for r in results))
+                failed = 0
+                for chunk in chunks:
+                    start = time.perf_counter()
+                    results = reconstruct.batch(chunk)
+                    samples["end_to_end"].append((time.perf_counter() - start) * 1000.0)
+                    failed += sum(not r.ok for r in results)
+                    for stage in STAGE_ROWS[:-1]:
+                        samples[stage].append(sum(r.timings.get(stage, 0.0) for r in results))
             stages = {stage: latency_stats(values, batch) for stage, values in samples.items()}
             entry = {"stages": stages, "throughput_ips": stages["end_to_end"]["throughput_ips"], "failed": failed}
             report["batches"][str(batch)] = entry
@@ -204,8 +208,8 @@ def profile_pipeline(model_dir=None, device: str = "auto", batches=(1,), iterati
                 report["notes"].append(f"batch {batch}: high variance (max/median > 2) in {', '.join(noisy)}; "
                                        "run more iterations or close other programs")
             if failed:
-                report["notes"].append(f"batch {batch}: {failed} of {batch} pictures failed (no object found); "
-                                       "their later stages did not run")
+                report["notes"].append(f"batch {batch}: {failed} of {len(chunks) * batch} pictures failed (no object "
+                                       "found); their later stages did not run")
         report["host_peak_mb"] = host_peak_mb()
         if any(p != "CPUExecutionProvider" for p in providers.values()):
             gpu = gpu_memory_mb()
@@ -293,48 +297,6 @@ def profile_layers(model_dir=None, device: str = "auto", batch: int = 1, iterati
                            per_run_ms=summary["total_ms"] / iterations)
             out[net] = summary
     return out
-
-
-# ---------------------------------------------------------------- provider comparison
-
-
-def compare_providers(model_dir=None, iterations: int = 10, threads: int | None = None) -> dict:
-    """Each net at batch 1 on ONNX Runtime CPU and on every other available provider (CUDA, TensorRT):
-    median ms and the largest output difference from CPU."""
-    import onnxruntime
-
-    from recon.runtime.model import default_model_dir, load_model_dir
-
-    model = load_model_dir(default_model_dir() if model_dir is None else model_dir)
-    others = [p for p in onnxruntime.get_available_providers()
-              if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")]
-    result = {"providers": ["CPUExecutionProvider"] + others, "nets": {}, "notes": []}
-    if not others:
-        result["notes"].append("no other ONNX Runtime provider on this machine: only CPU was measured")
-    for net in ("sketch", "voxel"):
-        path = model.onnx(net)
-        sha = model.sha256(path.name)
-        rows, reference = {}, None
-        for provider in result["providers"]:
-            device = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda",
-                      "TensorrtExecutionProvider": "tensorrt"}[provider]
-            try:
-                session = _session(path, device, threads, sha)
-            except Exception as error:  # a provider that does not start is reported, not fatal
-                rows[provider] = {"error": first_line(error)}
-                continue
-            feed = _random_feed(session, 1)
-            outputs = session.run(None, feed)
-            times = timed_ms(lambda: session.run(None, feed), iterations, warmup=0)
-            row = {"running": session.get_providers()[0], "median_ms": float(np.median(times))}
-            if reference is None:
-                reference = outputs
-            else:
-                row["max_abs_diff"] = float(max(np.max(np.abs(a.astype(np.float64) - b)) for a, b in
-                                                zip(outputs, reference)))
-            rows[provider] = row
-        result["nets"][net] = rows
-    return result
 
 
 # ---------------------------------------------------------------- estimates (not measured)
