@@ -143,7 +143,7 @@ def compare_engines(model_dir=None, iterations: int = 10, threads: int | None = 
     engines = _engines(model, threads)
     result = {"providers": list(engines), "nets": {}, "notes": []}
     if not any(label.startswith(("CUDA", "Tensorrt")) for label in engines):
-        result["notes"].append("no GPU provider in this onnxruntime: ONNX Runtime ran on the CPU only")
+        result["notes"].append("no GPU provider in this onnxruntime: only CPU was measured on ONNX Runtime")
     for net in ("sketch", "voxel"):
         rows, runners = {}, {}
         for label, (precision, factory) in engines.items():

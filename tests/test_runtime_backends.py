@@ -32,7 +32,7 @@ needs_gpu = pytest.mark.skipif(_GPU_REASON is not None, reason=f"gpu test: {_GPU
 
 
 def test_device_table():
-    assert set(DEVICES) == {"auto", "cpu", "cuda", "tensorrt"}
+    assert set(DEVICES) == {"auto", "cpu", "cuda", "tensorrt", "openvino"}
     assert DEVICES["auto"] == (TRT, CUDA, CPU) and DEVICES["cpu"] == (CPU,)
     assert all(chain[-1] == CPU for chain in DEVICES.values())  # nodes a GPU cannot take still run
 

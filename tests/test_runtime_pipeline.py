@@ -217,5 +217,6 @@ def test_folder_with_a_plan_runs_on_onnx_without_tensorrt(model_dir, tmp_path):
     (folder / "model.json").write_text(json.dumps(manifest))
     with Reconstructor(folder, device="auto", threads=1) as reconstructor:
         assert reconstructor.model.engine("sketch") == folder / "sketch.engine"
-        assert reconstructor.providers["sketch"] == "CPUExecutionProvider"
+        assert reconstructor.runners["sketch"].name == "sketch.onnx"  # on ONNX Runtime, or OpenVINO where installed
+        assert reconstructor.providers["sketch"] != "TensorRT"
         assert reconstructor(cutout()).ok
