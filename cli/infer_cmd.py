@@ -21,10 +21,12 @@ def infer(
     batch: int = typer.Option(8, "--batch", min=1, help="Pictures per network run."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Voxel probability iso level "
                                               "(default: the model's recon.threshold)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N (GPU N) or tensorrt."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N (GPU N), tensorrt or openvino."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per network "
                                           "(default: all cores)."),
     fp16: bool = typer.Option(False, "--fp16", help="Run the model's FP16 twins (`recon-cli export --fp16` makes them)."),
+    int8: bool = typer.Option(False, "--int8", help="Run the model's INT8 twins (`recon-cli export --int8` makes "
+                              "them)."),
     smooth: int = typer.Option(0, "--smooth", min=0, help="Laplacian smoothing passes over the mesh (0: none)."),
     largest_only: bool = typer.Option(False, "--largest-only", help="Keep only the largest connected piece of the mesh."),
     preview: bool = typer.Option(True, "--preview/--no-preview", help="Write <stem>.preview.png: input, "
@@ -52,7 +54,7 @@ def infer(
     err = ui.err  # progress and notes; result lines go to ui.out (stdout), printed above the bar
 
     reconstructor = Reconstructor(model, device=device, threads=threads, batch=batch, threshold=threshold,
-                                  smooth=smooth, largest_only=largest_only, precision="fp16" if fp16 else "fp32")
+                                  smooth=smooth, largest_only=largest_only, precision=options.precision(fp16, int8))
     with reconstructor:
         providers = sorted(set(reconstructor.providers.values()))
         err.print(f"model {ui.esc(reconstructor.model.path)} on {', '.join(providers)}")

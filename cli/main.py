@@ -288,6 +288,9 @@ def doctor():
     table.add_row("CUDA GPUs", ui.esc("; ".join(f"{g['name']} ({g['memory_mib']} MiB, sm {g['compute_capability']})"
                                                for g in gpus) or "none usable"))
     table.add_row("TensorRT", ui.esc(report["tensorrt"] or "not usable (install it with the GPU's JetPack/CUDA stack)"))
+    from recon.runtime.openvino_backend import openvino_summary
+
+    table.add_row("OpenVINO", ui.esc(openvino_summary() or "not installed (pip install 'recon[openvino]')"))
     ui.out.print(table)
     if report["packages"]["onnxruntime"] and report["packages"]["onnxruntime-gpu"]:
         # both wheels install the same `onnxruntime` module; whichever was installed last wins

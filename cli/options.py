@@ -112,3 +112,12 @@ def output_file(default, help: str, *names: str):
         return value
 
     return typer.Option(default, *names, help=help, callback=callback)
+
+
+def precision(fp16: bool, int8: bool) -> str:
+    """--fp16 / --int8 -> which ONNX files run (recon.runtime.model.PRECISIONS); both at once is a usage error."""
+    if fp16 and int8:
+        from recon.runtime.errors import InputError
+
+        raise InputError("--fp16 and --int8: choose one of them")
+    return "int8" if int8 else "fp16" if fp16 else "fp32"

@@ -47,9 +47,7 @@ def profile(
     if model is not None and not Path(model).is_dir():
         raise InputError(f"--model {model}: no such model folder")
     out, err = ui.out, ui.err
-    if fp16 and int8:
-        raise InputError("--fp16 and --int8: choose one of them")
-    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
+    precision = options.precision(fp16, int8)
     report = prof.profile_pipeline(model, device=device, batches=batches, iterations=iterations, warmup=warmup,
                                    threads=threads, progress=lambda text: err.print(f"[dim]{ui.esc(text)}[/]"),
                                    precision=precision)

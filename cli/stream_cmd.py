@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from recon.cli import options
+
 
 def stream(
     source: str = typer.Argument(..., help="Camera index (0, 1...), video file, or stream URL (rtsp://, http://...)."),
@@ -25,9 +27,11 @@ def stream(
                                         "source (default: cameras and URLs yes, files no)."),
     max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="Drop frames older than this "
                                                    "before inference."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N (GPU N) or tensorrt."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N (GPU N), tensorrt or openvino."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per network."),
     fp16: bool = typer.Option(False, "--fp16", help="Run the model's FP16 twins (`recon-cli export --fp16` makes them)."),
+    int8: bool = typer.Option(False, "--int8", help="Run the model's INT8 twins (`recon-cli export --int8` makes "
+                              "them)."),
     smooth: int = typer.Option(0, "--smooth", min=0, help="Laplacian smoothing passes over each mesh (0: none)."),
     largest_only: bool = typer.Option(False, "--largest-only", help="Keep only the largest connected piece of each mesh."),
 ):
@@ -47,7 +51,7 @@ def stream(
         out = prepare_output(out)
     err = ui.err
     reconstructor = Reconstructor(model, device=device, threads=threads, smooth=smooth, largest_only=largest_only,
-                                  precision="fp16" if fp16 else "fp32")
+                                  precision=options.precision(fp16, int8))
     with reconstructor:
         frames = reconstructor.stream(source, every=every, max_latency_ms=max_latency_ms, live=live,
                                       bgr=True, max_frames=max_frames)

@@ -171,6 +171,5 @@ def openvino_summary() -> str | None:
         info = cpu_capabilities()
     except Exception as error:  # a broken install: say so rather than fail the doctor
         return f"not usable ({first_line(error)})"
-    default = "BF16" if "BF16" in info["capabilities"] else "FP32"
-    return (f"{info['version']} on {info['name']}: {', '.join(info['capabilities'])}; "
-            f"auto runs {default} (INT8 twins: INT8)")
+    floats = "BF16 where the model's export gated it, else FP32" if "BF16" in info["capabilities"] else "FP32"
+    return f"{info['version']} on {info['name']}: {', '.join(info['capabilities'])}; runs {floats}; INT8 twins in INT8"
