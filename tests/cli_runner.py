@@ -8,11 +8,11 @@ import subprocess
 import sys
 
 
-def run_cli(*args, timeout: float = 300, unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    """`recon-cli ARGS...` in a fresh process; 200 columns, so rich wraps messages the same on every
-    terminal; `unset`: environment variables the process must not see (e.g. DISPLAY)."""
+def run_cli(*args, timeout: float = 300, unset: tuple[str, ...] = (), cwd=None) -> subprocess.CompletedProcess:
+    """`recon-cli ARGS...` in a fresh process (in folder `cwd`); 200 columns, so rich wraps messages the
+    same on every terminal; `unset`: environment variables the process must not see (e.g. DISPLAY)."""
     env = {key: value for key, value in os.environ.items() if key not in unset}
-    return subprocess.run([sys.executable, "-m", "recon.cli.main", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "recon.cli.main", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, env={**env, "COLUMNS": "200"})
 
 
@@ -33,3 +33,11 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     message = " ".join(result.stderr.split())  # rich may wrap long lines
     for fragment in fragments:
         assert fragment in message, (fragment, result.stderr)
+
+
+def start_cli(*args, env: dict | None = None, **popen) -> subprocess.Popen:
+    """`recon-cli ARGS...` started in a fresh process (run_cli's environment plus `env`), not waited
+    for: for interrupting it, or for running several at once."""
+    return subprocess.Popen([sys.executable, "-m", "recon.cli.main", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})},
+                            **popen)

@@ -46,3 +46,28 @@ def checkpoint_preset(state: dict) -> Preset:
 
 def checkpoint_config(state: dict) -> dict:
     return json.loads(state["config"])
+
+
+def resume_changes(state: dict, config: dict, data_fingerprint: str) -> list[str]:
+    """What a resuming run would change against the checkpoint it continues: its data, batch or seed."""
+    try:
+        old = json.loads(state.get("config") or "{}")
+    except (TypeError, ValueError):
+        old = {}
+    changes = []
+    if state.get("data_fingerprint") not in (None, data_fingerprint):
+        changes.append(f"data (fingerprint {state['data_fingerprint']} -> {data_fingerprint})")
+    for key in ("batch", "seed"):
+        if key in old and key in config and old[key] != config[key]:
+            changes.append(f"--{key} ({old[key]} -> {config[key]})")
+    return changes
+
+
+def resume_history(state: dict, changes: list[str]) -> list[dict]:
+    """The checkpoint's history, plus (when the resume changes something) what it ran with until now:
+    a resumed run never overwrites the record of the data and settings its earlier epochs saw."""
+    history = list(state.get("history") or [])
+    if changes:
+        history.append({"until_epoch": int(state.get("epoch", -1)) + 1, "data_fingerprint": state.get("data_fingerprint"),
+                        "config": state.get("config"), "changes": changes})
+    return history
