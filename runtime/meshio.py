@@ -15,7 +15,7 @@ import trimesh.exchange.stl
 from recon.runtime.errors import InputError, MeshError, first_line
 from recon.runtime.fileio import atomic_path
 
-__all__ = ["MESH_FORMATS", "MESH_WRITERS", "load_mesh", "normalize_to_unit_cube", "save_mesh"]
+__all__ = ["MESH_FORMATS", "MESH_ENCODERS", "MESH_WRITERS", "load_mesh", "normalize_to_unit_cube", "save_mesh"]
 
 # Readable file suffixes (lower case, without the dot) -> trimesh file_type.
 MESH_FORMATS: dict[str, str] = {
@@ -91,8 +91,9 @@ def normalize_to_unit_cube(mesh, up="y") -> trimesh.Trimesh:
 
 
 def _obj_bytes(mesh: trimesh.Trimesh) -> bytes:
-    # No texture: a textured OBJ would reference .mtl/image files that are not written.
-    text = trimesh.exchange.obj.export_obj(mesh, include_texture=False)
+    # No texture: a textured OBJ would reference .mtl/image files that are not written. Vertex colours
+    # (recon.runtime.color) go on the `v` lines as x y z r g b, which MeshLab and Blender read.
+    text = trimesh.exchange.obj.export_obj(mesh, include_texture=False, include_color=True)
     return text.encode()
 
 
@@ -103,12 +104,16 @@ def _writer(encode: Callable[[trimesh.Trimesh], bytes]) -> Callable[[trimesh.Tri
     return write
 
 
-MESH_WRITERS: dict[str, Callable[[trimesh.Trimesh, Path], None]] = {
-    "obj": _writer(_obj_bytes),
-    "ply": _writer(lambda m: trimesh.exchange.ply.export_ply(m, encoding="binary")),
-    "stl": _writer(lambda m: trimesh.exchange.stl.export_stl(m)),
-    "glb": _writer(lambda m: trimesh.exchange.gltf.export_glb(trimesh.Scene(m))),
+# Format -> the file's bytes. Vertex colours travel in obj, ply (red/green/blue/alpha) and glb (COLOR_0,
+# the picture's sRGB values); STL has none.
+MESH_ENCODERS: dict[str, Callable[[trimesh.Trimesh], bytes]] = {
+    "obj": _obj_bytes,
+    "ply": lambda m: trimesh.exchange.ply.export_ply(m, encoding="binary"),
+    "stl": lambda m: trimesh.exchange.stl.export_stl(m),
+    "glb": lambda m: trimesh.exchange.gltf.export_glb(trimesh.Scene(m)),
 }
+MESH_WRITERS: dict[str, Callable[[trimesh.Trimesh, Path], None]] = {
+    fmt: _writer(encode) for fmt, encode in MESH_ENCODERS.items()}
 
 
 def save_mesh(mesh, path, fmt=None) -> None:

@@ -199,8 +199,12 @@ def render_view(mesh, camera, size, face_colors=None, light_dir=None, ambient=0.
 
 
 def render_preview(mesh, size=192, views=((30, 20), (120, 20), (-60, 35))) -> np.ndarray:
-    """(size, size * len(views), 3) uint8: the grey-shaded mesh from each (azimuth, elevation), side by side."""
-    tiles = [render_view(mesh, Camera(float(az), float(el)), size)["rgb"] for az, el in views]
+    """(size, size * len(views), 3) uint8: the shaded mesh from each (azimuth, elevation), side by side;
+    in its vertex colours (recon.runtime.color) when it has them, else grey."""
+    colors = None
+    if getattr(mesh.visual, "kind", None) == "vertex" and len(mesh.faces):
+        colors = np.asarray(mesh.visual.vertex_colors)[:, :3][mesh.faces].mean(axis=1) / 255.0  # (F, 3)
+    tiles = [render_view(mesh, Camera(float(az), float(el)), size, face_colors=colors)["rgb"] for az, el in views]
     return np.concatenate(tiles, axis=1) if tiles else np.zeros((size, 0, 3), dtype=np.uint8)
 
 
