@@ -48,12 +48,14 @@ def parse_args(argv):
                         "(default: the curve recorded in the model's model.json)")
     parser.add_argument("--trials", type=int, default=3, help="trials of one random view per test object")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-objects", type=int, default=20, help="training objects per category scored (0: none)")
+    parser.add_argument("--train-objects", type=int, default=20,
+                        help="training objects per category scored, evenly spaced through the split (0: none)")
     parser.add_argument("--library-views", type=int, default=5, help="views per training object in the library")
     parser.add_argument("--descriptor", type=int, default=16, help="side of the pooled sketch used as retrieval key")
     parser.add_argument("--cache", type=Path, default=ROOT / "runs/diagnose-cache", help="library cache folder")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--sheet-objects", type=int, default=2, help="test objects per category on the contact sheet")
+    parser.add_argument("--sheet-objects", type=int, default=3,
+                        help="test objects per category on the contact sheet, evenly spaced through the split")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/results/diagnosis-3d.md")
     parser.add_argument("--sheet", type=Path, default=ROOT / "docs/results/diagnosis-3d.png")
     parser.add_argument("--json", type=Path, help="also write the tables as JSON")
@@ -104,6 +106,12 @@ def findings(name: str, test: dict, train: dict | None) -> list[str]:
     return lines
 
 
+def short_name(object_id: str) -> str:
+    """The end of an object id (`<category>_<mesh stem>`): where corpus ids differ."""
+    stem = object_id.split("_", 1)[-1]
+    return stem if len(stem) <= 14 else "~" + stem[-13:]
+
+
 def sheet_rows(kept: dict, library: diagnose.ShapeLibrary) -> tuple[list[list[np.ndarray]], list[str]]:
     rows, labels = [], []
     for object_id, item in kept.items():
@@ -113,10 +121,10 @@ def sheet_rows(kept: dict, library: diagnose.ShapeLibrary) -> tuple[list[list[np
         for key in ("gt_sketch", "pred_sketch", "retrieval_pred", "retrieval_oracle"):
             text = f"{scores[key]:.2f}"
             if key.startswith("retrieval"):
-                text += " " + library.ids[scores[key.replace("retrieval", "found")]][:16]
+                text += " " + short_name(str(library.ids[scores[key.replace("retrieval", "found")]]))
             cells.append(caption(render_voxels(grids[key]), text))
         rows.append(cells)
-        labels.append(object_id[:14])
+        labels.append(f"{object_id.split('_', 1)[0]}\n{short_name(object_id)}")
     return rows, labels
 
 
@@ -148,10 +156,7 @@ def main(argv=None) -> int:
         if args.train_objects:
             plans.append((root, "train", diagnose.split_objects(root, "train", args.train_objects)))
     sheet_root = args.data[-1]
-    keep = set()
-    for category in manifests[sheet_root]["categories"]:
-        ids = [e["id"] for e in diagnose.split_objects(sheet_root, "test") if e["category"] == category]
-        keep.update(ids[:args.sheet_objects])
+    keep = {entry["id"] for entry in diagnose.split_objects(sheet_root, "test", args.sheet_objects)}
     results = {}
     with progress(sum(len(entries) for _, _, entries in plans) * args.trials, "views") as advance:
         for root, split, entries in plans:
@@ -169,7 +174,7 @@ def main(argv=None) -> int:
         tests = sum(e["split"] == "test" for e in manifest["objects"])
         trained = manifest["fingerprint"] in info.metadata.get("recon.data_fingerprint", "")
         lines.append(f"Data: {relative(root)} ({manifest['kind']}, fingerprint {manifest['fingerprint']}, {tests} test "
-                     f"objects{'' if trained else '; not the exact data the model was trained on: regenerated since'}).")
+                     f"objects{'' if trained else '; the model records other training-data fingerprints: regenerated or changed since'}).")
     lines += ["", f"Voxel IoU at 32^3 (max-pooled), predictions cut at the model's iso level {info.threshold}; "
               f"{args.trials} trials of one random view per object (seed {args.seed}, the views `recon-cli eval` draws), "
               "views framed as training frames them. Predicted sketches come from the sketch runner on the crop framed "
@@ -190,7 +195,7 @@ def main(argv=None) -> int:
         lines += [f"## {root.name}: test split ({report[relative(root)]['test_objects']} objects x {args.trials} trials)", ""]
         lines += table(rows, columns, {"depth_mae": 4, "normal_angle_deg": 1}) + [""]
         if train_rows:
-            lines += [f"Training objects (first {args.train_objects} per category, same protocol):", ""]
+            lines += [f"Training objects ({args.train_objects} per category, evenly spaced, same protocol):", ""]
             lines += table(train_rows, {k: diagnose.IOU_COLUMNS[k] for k in train_rows}, {}) + [""]
         reading += findings(root.name, rows, train_rows)
     lines += ["## Training-batch IoU per epoch", "",

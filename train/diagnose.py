@@ -46,16 +46,18 @@ SKETCH_COLUMNS = ("silhouette_iou", "depth_mae", "normal_angle_deg")
 
 def split_objects(root: Path, split: str, per_category: int | None = None) -> list[dict]:
     """Manifest entries of one split in manifest order (as `recon-cli eval` takes them), optionally
-    only the first `per_category` of each category."""
-    entries, seen = [], {}
-    for entry in load_manifest(root)["objects"]:
-        if entry["split"] == split:
-            seen[entry["category"]] = seen.get(entry["category"], 0) + 1
-            if per_category is None or seen[entry["category"]] <= per_category:
-                entries.append(entry)
+    only `per_category` of each category, evenly spaced through it (corpus ids are sorted by mesh
+    name, so the first few would all be one kind, e.g. biplanes)."""
+    entries = [entry for entry in load_manifest(root)["objects"] if entry["split"] == split]
     if not entries:
         raise InputError(f"{root}: the {split} split is empty")
-    return entries
+    if per_category is None:
+        return entries
+    chosen = set()
+    for category in dict.fromkeys(entry["category"] for entry in entries):
+        members = [index for index, entry in enumerate(entries) if entry["category"] == category]
+        chosen.update(members[round(i * len(members) / per_category)] for i in range(min(per_category, len(members))))
+    return [entry for index, entry in enumerate(entries) if index in chosen]
 
 
 def trial_views(entries: list[dict], trials: int, seed: int) -> list[list[int]]:
