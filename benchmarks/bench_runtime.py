@@ -1,58 +1,56 @@
-"""The runtime (ONNX Runtime on the CPU) against PyTorch eager with the same weights and threads.
+"""The runtime's engines against PyTorch eager with the same weights and threads, side by side.
 
     .venv/bin/python benchmarks/bench_runtime.py                      # fresh `edge` nets, exported here
     .venv/bin/python benchmarks/bench_runtime.py --weights RUN --model MODEL --threads 2
 
-Per network stage and end to end (pictures -> meshes through Reconstructor.batch, once with the
-ONNX Runtime runners and once with the PyTorch nets plugged in as runners: the same preprocessing and
-meshing, only the networks differ), at batch 1 and 8; then marching cubes at 128^3 and 64^3.
-Prints a markdown table. Targets: runtime >= 1.5x eager at batch 1; meshing 128^3 < 50 ms.
+Sides: PyTorch eager (the run's nets behind the runner interface) and every engine this machine has
+for MODEL (recon.runtime.speed.engines): ONNX Runtime CPU FP32, OpenVINO FP32 and BF16 (where the
+CPU has it), and the INT8 twins on both when MODEL has them (`recon-cli export --int8`). Each side is
+plugged into one Reconstructor as its runners, so preprocessing and meshing are the same code and only
+the networks differ. Interleaved: every round runs each side once, in turn, so a neighbour's load
+lands on all sides alike; the tables give medians over rounds, and ratios taken from those medians.
+
+Per network and end to end (pictures without alpha -> meshes) at batch 1 and 8; voxel IoU of each
+side's grids against ONNX Runtime FP32 on the same pictures; the machine's measured sgemm peak and each
+network's share of it; marching cubes against the mesh statistics. Prints markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
+# PyTorch's OpenMP threads otherwise busy-wait after each call, slowing whichever side runs next.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from recon.runtime.profile import timed_ms
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-
-def timed(fn, repeats: int, warmup: int = 2) -> float:
-    """Median wall time of fn() in ms."""
-    return statistics.median(timed_ms(fn, repeats, warmup))
-
-
-def timed_pair(a, b, repeats: int, warmup: int = 2) -> tuple[float, float]:
-    """Median ms of a() then of b(), in separate blocks: PyTorch's OpenMP threads keep spinning for
-    a while after each call, which would slow whatever runs next on a small CPU."""
-    return timed(a, repeats, warmup), timed(b, repeats, warmup)
+REFERENCE = "CPUExecutionProvider"  # ONNX Runtime CPU FP32: the ratios' denominator
+EAGER = "PyTorch eager"
 
 
 def torch_runners(run: Path, threads: int):
     """The run's nets in PyTorch eager, behind the runtime's runner interface (same outputs)."""
     import torch
 
-    from recon.export.onnx_export import build_nets, load_run
+    from recon.export.onnx_export import SKETCH_OUTPUTS, _wrappers, build_nets, load_run
     from recon.runtime.backends import BaseRunner, TensorSpec
 
     torch.set_num_threads(threads)
-    loaded = load_run(run)  # the deployable chain, exactly what export reads
-    sketch, voxel = build_nets(loaded)
-    s = loaded["preset"].image_size
+    # The deployable chain wrapped exactly as export wraps it (outputs named and activated alike).
+    sketch_export, voxel_export = _wrappers()
+    sketch, voxel = (wrap(net).eval() for wrap, net in zip((sketch_export, voxel_export), build_nets(load_run(run))))
 
     class TorchRunner(BaseRunner):
         def __init__(self, name, forward, input_name, channels):
             super().__init__()
-            self.name, self.forward, self.provider = name, forward, "torch eager"
-            self.inputs = {input_name: TensorSpec(np.dtype(np.float32), (None, channels, s, s))}
+            self.name, self.forward, self.provider = name, forward, EAGER
+            self.inputs = {input_name: TensorSpec(np.dtype(np.float32), (None, channels, None, None))}
 
         def activate_impl(self):
             pass
@@ -65,12 +63,8 @@ def torch_runners(run: Path, threads: int):
                 (value,) = feed.values()
                 return {k: v.numpy() for k, v in self.forward(torch.from_numpy(value)).items()}
 
-    def sketch_forward(x):
-        out = sketch(x)
-        return {"normals": out["normals"], "depth": out["depth"], "silhouette": torch.sigmoid(out["silhouette_logits"])}
-
-    return {"sketch": TorchRunner("sketch", sketch_forward, "image", 3).activate(),
-            "voxel": TorchRunner("voxel", lambda x: {"occupancy": torch.sigmoid(voxel(x))}, "sketch", 5).activate()}
+    return {"sketch": TorchRunner("sketch", lambda x: dict(zip(SKETCH_OUTPUTS, sketch(x))), "image", 3).activate(),
+            "voxel": TorchRunner("voxel", lambda x: {"occupancy": voxel(x)}, "sketch", 5).activate()}
 
 
 def photos(count: int, seed: int = 0) -> list[np.ndarray]:
@@ -90,80 +84,126 @@ def ball(res: int, radius: float = 0.45) -> np.ndarray:
     return (1 / (1 + np.exp((np.sqrt(x ** 2 + y ** 2 + z ** 2) - radius) * res))).astype(np.float32)
 
 
+def sides(model, run: Path, threads: int) -> dict:
+    """label -> {"sketch": runner, "voxel": runner}, activated; engines that do not start are skipped."""
+    from recon.runtime.speed import engines
+
+    out = {EAGER: torch_runners(run, threads)}
+    for label, (precision, factory) in engines(model, threads).items():
+        try:
+            out[label] = {net: factory(model.onnx(net, precision)).activate() for net in ("sketch", "voxel")}
+        except Exception as error:
+            print(f"skipped {label}: {error}", file=sys.stderr)
+    return out
+
+
+def table(title: str, rows: list, labels: list, cell) -> None:
+    print(f"\n{title}\n")
+    print("| stage | batch | " + " | ".join(labels) + " |")
+    print("|---|---:|" + "---:|" * len(labels))
+    for stage, batch, medians in rows:
+        print(f"| {stage} | {batch} | " + " | ".join(cell(medians, label) for label in labels) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, help="run folder (sketch.pt + joint.pt/voxel.pt); default: fresh edge nets")
     parser.add_argument("--model", type=Path, help="its exported model folder; default: exported here")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for both")
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every side")
+    parser.add_argument("--repeats", type=int, default=10, help="interleaved rounds per network measurement")
     args = parser.parse_args()
 
     from recon.runtime.meshing import marching_cubes, mesh_stats
     from recon.runtime.pipeline import Reconstructor
+    from recon.runtime.profile import estimate_nets
+    from recon.runtime.speed import interleaved_ms, sgemm_peak
+    from recon.runtime.voxels import iou
 
     work = Path(tempfile.mkdtemp(prefix="bench_runtime."))
-    run, model = args.weights, args.model
+    run, model_dir = args.weights, args.model
     if run is None:
         from conftest import make_run
 
         run = make_run(work / "run")
-    if model is None:
+    if model_dir is None:
         from recon.export.onnx_export import export_model
 
-        model = work / "model"
-        export_model(run, model, log=None)
+        model_dir = work / "model"
+        export_model(run, model_dir, log=None)
 
-    reconstructor = Reconstructor(model, device="cpu", threads=args.threads, batch=8)
-    ort = dict(reconstructor.runners)
-    eager = torch_runners(run, args.threads)
-    s = reconstructor.model.image_size
+    with Reconstructor(model_dir, device="auto", threads=args.threads) as default:
+        default_runs = ", ".join(sorted(set(default.providers.values())))
+    reconstructor = Reconstructor(model_dir, device="cpu", threads=args.threads, batch=8)
+    own_runners = reconstructor.runners  # given back before close(); the sides are closed below
+    model = reconstructor.model
+    runners = sides(model, run, args.threads)
+    labels = list(runners)
+    s = model.image_size
     rng = np.random.default_rng(0)
-    rows = []
+    medians, rows, agreement = {}, [], {}
     for batch in (1, 8):
-        image = rng.standard_normal((batch, 3, s, s)).astype(np.float32)
-        sketch = np.concatenate([rng.standard_normal((batch, 4, s, s)), rng.random((batch, 1, s, s))], 1).astype(np.float32)
-        for stage, name, value in (("sketch net", "image", image), ("voxel net", "sketch", sketch)):
-            net = "sketch" if stage == "sketch net" else "voxel"
-            a, b = timed_pair(lambda: ort[net].infer({name: value}), lambda: eager[net].infer({name: value}),
-                              args.repeats)
-            rows.append((stage, batch, a, b))
+        feeds = {"sketch": {"image": rng.standard_normal((batch, 3, s, s)).astype(np.float32)},
+                 "voxel": {"sketch": np.concatenate([rng.standard_normal((batch, 4, s, s)), rng.random((batch, 1, s, s))],
+                                                    1).astype(np.float32)}}
+        for net in ("sketch", "voxel"):
+            times = interleaved_ms({label: lambda r=r: r[net].infer(feeds[net]) for label, r in runners.items()},
+                                   args.repeats, warmup=2)
+            medians[(net, batch)] = {label: float(np.median(t)) for label, t in times.items()}
+            rows.append((f"{net} net", batch, medians[(net, batch)]))
         pictures = photos(batch)
 
-        def end_to_end(runners):
-            reconstructor.runners = runners
-            reconstructor.batch(pictures)
+        def end_to_end(label):
+            reconstructor.runners = runners[label]
+            return reconstructor.batch(pictures)
 
-        a, b = timed_pair(lambda: end_to_end(ort), lambda: end_to_end(eager), max(3, args.repeats // 2), warmup=1)
-        reconstructor.runners = ort
-        rows.append(("end to end (picture -> mesh)", batch, a, b))
-    statuses = [r.status for r in reconstructor.batch(photos(2))]
+        times = interleaved_ms({label: lambda label=label: end_to_end(label) for label in labels},
+                               max(3, args.repeats // 2), warmup=1)
+        rows.append(("end to end (picture -> mesh)", batch, {label: float(np.median(t)) for label, t in times.items()}))
+        if batch == 8:
+            grids = {label: [r.voxels for r in end_to_end(label)] for label in labels}
+            agreement = {label: np.mean([iou(a > model.threshold, b > model.threshold) if a is not None and b is not None
+                                         else np.nan for a, b in zip(grids[REFERENCE], grids[label])])
+                         for label in labels}
+    statuses = [r.status for r in end_to_end(REFERENCE)]
 
-    print(f"\nrecon runtime benchmark: {reconstructor.model.preset or '?'} model ({s} px -> "
-          f"{reconstructor.model.voxel_res}^3), {args.threads} threads, median of {args.repeats}; "
-          f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end; "
-          f"end-to-end statuses {statuses}\n")
-    print("| stage | batch | runtime, ONNX Runtime CPU (ms) | PyTorch eager (ms) | speed-up | runtime per picture (ms) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for stage, batch, a, b in rows:
-        print(f"| {stage} | {batch} | {a:.1f} | {b:.1f} | {b / a:.2f}x | {a / batch:.1f} |")
+    print(f"\nrecon runtime benchmark: {model.preset or '?'} model ({s} px -> {model.voxel_res}^3), {args.threads} "
+          f"threads, interleaved rounds, medians ({args.repeats} rounds per network, {max(3, args.repeats // 2)} "
+          f"end to end); {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end; "
+          f"end-to-end statuses {statuses}; `--device auto` runs {default_runs}")
+    table("Median ms per call:", rows, labels, lambda m, label: f"{m[label]:.1f}")
+    table(f"Speed-up against {REFERENCE} (ONNX Runtime CPU FP32; above 1 is faster):", rows, labels,
+          lambda m, label: f"{m[REFERENCE] / m[label]:.2f}x")
+    print("\nVoxel IoU against ONNX Runtime FP32 on the same 8 pictures (threshold "
+          f"{model.threshold}): " + ", ".join(f"{label} {value:.4f}" for label, value in agreement.items()))
 
-    print("\n| marching cubes (ball, radius 0.45) | faces | marching cubes (ms) | + mesh stats (ms) |")
-    print("|---|---:|---:|---:|")
-    for res in (128, 64):
+    estimates = estimate_nets(model_dir)
+    if "nets" in estimates:
+        peak = sgemm_peak()
+        print(f"\nMeasured sgemm peak (numpy {peak['library']}, FP32, square matrices): {peak['gflops']:.0f} GFLOP/s. "
+              "Share of it at batch 8 (FLOPs from the ONNX graph / median time):\n")
+        print("| network | GFLOP per sample | " + " | ".join(labels) + " |")
+        print("|---|---:|" + "---:|" * len(labels))
+        for net, cost in estimates["nets"].items():
+            flops = cost["flops_per_sample"]
+            cells = [f"{100 * flops * 8 / (medians[(net, 8)][label] * 1e6) / peak['gflops']:.0f} %" for label in labels]
+            print(f"| {net} | {flops / 1e9:.3f} | " + " | ".join(cells) + " |")
+
+    print("\n| marching cubes (ball, radius 0.45) | faces | marching cubes (ms) | + mesh stats, closed by construction "
+          "(ms) | + mesh stats with the closed-mesh check (ms) |")
+    print("|---|---:|---:|---:|---:|")
+    for res in (128, 64, model.voxel_res):
         grid = ball(res)
         mesh = marching_cubes(grid, 0.5)
-        a = timed(lambda: marching_cubes(grid, 0.5), args.repeats)
-        b = timed(lambda: mesh_stats(marching_cubes(grid, 0.5)), args.repeats)
-        print(f"| {res}^3 | {len(mesh.faces)} | {a:.1f} | {b:.1f} |")
-    try:
-        import mcubes
-
-        grid = np.pad(ball(128), 1)
-        print(f"\n(for reference, PyMCubes over the whole padded 128^3 grid: "
-              f"{timed(lambda: mcubes.marching_cubes(grid, 0.5), 5):.1f} ms)")
-    except ImportError:
-        pass
+        times = interleaved_ms({"mc": lambda: marching_cubes(grid, 0.5),
+                                "trusted": lambda: mesh_stats(marching_cubes(grid, 0.5), closed=True),
+                                "checked": lambda: mesh_stats(marching_cubes(grid, 0.5))}, args.repeats)
+        mc, trusted, checked = (float(np.median(times[k])) for k in ("mc", "trusted", "checked"))
+        print(f"| {res}^3 | {len(mesh.faces)} | {mc:.1f} | {trusted:.1f} | {checked:.1f} |")
+    reconstructor.runners = own_runners
     reconstructor.close()
+    for pair in runners.values():
+        for runner in pair.values():
+            runner.deactivate()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ figures), unless `force`.
 TensorRT: MODEL/<net>.int8.cache, TensorRT's calibration cache format (a "TRT-<version>-
 EntropyCalibration2" line, then `tensor: <hex bits of the float32 scale>` per tensor, scale =
 max(|min|, |max|) / 127) from the same calibration over every tensor; recon.export.tensorrt's
-entropy calibrator hands it to the builder, which recalibrates on the same views where it refuses it.
+entropy calibrator hands it to the builder (`engine_calibration`), which recalibrates on the same
+views where it refuses it.
 """
 
 from __future__ import annotations
@@ -180,15 +181,22 @@ def read_trt_cache(text: str) -> Dict[str, float]:
     return scales
 
 
-def _installed_trt_version() -> str:
-    """TensorRT's version as its cache header writes it (8.6.1 -> 8601), or DEFAULT_TRT_VERSION."""
-    from recon.runtime.system import tensorrt_version
-
-    version = tensorrt_version()
+def trt_header_version(version: str | None) -> str:
+    """TensorRT's version as its cache header writes it: 8.6.1 -> 8601 (major x 1000 before 10),
+    10.14.1 -> 101401 (major x 10000 from 10 on); None (not installed) -> DEFAULT_TRT_VERSION."""
     if not version:
         return DEFAULT_TRT_VERSION
-    major, minor, patch = (version.split(".") + ["0", "0"])[:3]
-    return f"{int(major)}{int(minor)}{int(patch)}" if int(major) < 10 else f"{int(major)}{int(minor):02d}{int(patch)}"
+    major, minor, patch = (int(part) for part in (version.split(".") + ["0", "0"])[:3])
+    return str(major * (1000 if major < 10 else 10000) + minor * 100 + patch)
+
+
+def engine_calibration(folder, *, data, image_size: int, voxel_res: int, mean, std, **_) -> dict:
+    """{net: build_engine keyword arguments}: the net's TensorRT calibration cache and the training
+    batches the builder calibrates on where it refuses the cache (recon.export.tensorrt)."""
+    feeds = calibration_feeds(data, Path(folder) / "sketch.onnx", image_size=image_size, voxel_res=voxel_res,
+                              mean=mean, std=std)
+    return {net: {"int8_cache": cache_path(folder, net), "calibration": [feed[NETS[net]] for feed in feeds[net]]}
+            for net in NETS}
 
 
 def make_int8_twins(folder: str | Path, *, data, image_size: int, voxel_res: int, mean, std, threshold: float,
@@ -233,7 +241,9 @@ def make_int8_twins(folder: str | Path, *, data, image_size: int, voxel_res: int
             path.unlink(missing_ok=True)
         raise ModelError(f"INT8 twins fail the accuracy gate after {len(tried)} fallback steps (last: {step}, "
                          f"{describe(gate)}); export without --int8, or pass --force to keep them anyway")
-    version = _installed_trt_version()
+    from recon.runtime.system import tensorrt_version
+
+    version = trt_header_version(tensorrt_version())
     for net in NETS:
         write_bytes_atomic(cache_path(folder, net), trt_cache_text(calibration_ranges(fp32[net], feeds[net]),
                                                                    version).encode())

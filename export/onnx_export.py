@@ -513,10 +513,16 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, 
                 shutil.copyfile(out / "timing.cache", tmp / "timing.cache")
             # --fp16 auto whose twins failed the gate: the engines stay FP32 too.
             engine_mode = "off" if mode == "auto" and fp16_figures and not fp16_figures["passed"] else mode
+            int8_engines = {}
+            if int8_figures:  # INT8 engines from the calibration caches the twins came with
+                from recon.export.int8 import engine_calibration
+
+                int8_engines = engine_calibration(tmp, data=data, **gate_inputs)
             for name in graphs:
                 sidecars[name] = build_engine(tmp / files[name], tmp / f"{name}.engine", profile=plan["profile"],
                                               fp16=engine_mode, workspace=workspace_bytes,
-                                              timing_cache=tmp / "timing.cache", log=log)
+                                              timing_cache=tmp / "timing.cache", log=log,
+                                              **int8_engines.get(name, {}))
         write_json_atomic(tmp / "plan.json", plan)
         manifest = build_manifest(
             tmp, metadata, plan,

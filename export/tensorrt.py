@@ -13,6 +13,12 @@ sha256; the runtime's `recon.runtime.backends.check_engine_sidecar` (no GPU, no 
 refuses a mismatch before deserialising. The GPU facts come from the runtime's `gpu_info`, so what
 is written here and what is compared there are read the same way.
 
+INT8 (`recon-cli export --int8 --engine`): the INT8 builder flag with `entropy_calibrator`, an
+IInt8EntropyCalibrator2 (the same class in 8.6 and 10) that hands the builder MODEL/<net>.int8.cache
+(written by recon.export.int8 from the CPU calibration over training views) and, where the builder
+refuses it (a cache header from another TensorRT version), calibrates on the same views itself and
+writes the cache back; `set_calibration_profile` gives it the shapes.
+
 Precision: `--fp16 on` sets the FP16 builder flag; on a GPU without fast FP16 (Pascal GP10x such as
 the GTX 1050: compute 6.1) it says so and still allows FP16, letting TensorRT pick the faster kernel
 per layer (FP32 ones, in practice). `--fp16 auto` sets the flag only where FP16 is fast.
@@ -67,7 +73,8 @@ def _network_flags(trt) -> int:
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Sequence[int] | dict, fp16: str = "off",
                  workspace: int = 1 << 30, timing_cache: str | Path | None = None, optimization_level: int = 3,
-                 sides: tuple[int, int] | None = None, log: Callable[[str], None] | None = print) -> dict:
+                 sides: tuple[int, int] | None = None, int8_cache: str | Path | None = None,
+                 calibration: Sequence = (), log: Callable[[str], None] | None = print) -> dict:
     """Build `engine_path` from `onnx_path` with batch profile (min, opt, max), or the plan's per-precision
     profiles {"fp32": ..., "fp16": ...}; write and return the sidecar.
 
@@ -75,6 +82,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Seq
     where FP16 is fast). The timing cache at `timing_cache` is read when present and written back.
     `sides`: (smallest, largest) picture side of an input whose height and width are dynamic (the
     framing pass runs the sketch net at the smallest, the main pass at the largest, also the optimum).
+    `int8_cache`: also INT8, from this TensorRT calibration cache (`entropy_calibrator`; `calibration`:
+    the input batches it calibrates on where the builder refuses the cache).
     """
     from recon.runtime.fileio import write_bytes_atomic, write_json_atomic
 
@@ -103,6 +112,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Seq
                else "building FP32 (--fp16 auto)"))
     if use_fp16:
         config.set_flag(trt.BuilderFlag.FP16)
+    calibrator = None
+    if int8_cache is not None:
+        config.set_flag(trt.BuilderFlag.INT8)
+        calibrator = entropy_calibrator(trt, Path(int8_cache), calibration)
+        config.int8_calibrator = calibrator
     if isinstance(profile, dict):  # the memory plan's {"fp32": [...], "fp16": [...]}: FP16 memory only if fast
         chosen = profile.get("fp16" if use_fp16 and fast else "fp32")
         if not chosen:
@@ -127,6 +141,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Seq
         optimisation.set_shape(tensor.name, shape["min"], shape["opt"], shape["max"])
         shapes[tensor.name] = shape
     config.add_optimization_profile(optimisation)
+    if calibrator is not None:
+        config.set_calibration_profile(optimisation)
     cache_bytes = b""
     if timing_cache is not None and Path(timing_cache).is_file():
         cache_bytes = Path(timing_cache).read_bytes()
@@ -134,7 +150,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Seq
     if not config.set_timing_cache(cache, False):
         cache = config.create_timing_cache(b"")  # a cache from another GPU/version: start afresh
         config.set_timing_cache(cache, False)
-    plan = builder.build_serialized_network(network, config)
+    try:
+        plan = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:
+            calibrator.free()
     if plan is None:
         raise ModelError(f"{onnx_path.name}: TensorRT failed to build an engine (see the log above; a larger "
                          "--workspace or a smaller --batch max may help)")
@@ -150,7 +170,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Seq
         "tensorrt": trt.__version__,
         "gpu": info["gpu"],
         "compute_capability": info["compute_capability"],
-        "precision": "fp16" if use_fp16 else "fp32",
+        "precision": "+".join(["int8"] * (calibrator is not None) + ["fp16"] * use_fp16) or "fp32",
         "platform_has_fast_fp16": fast,
         "profiles": shapes,
         "workspace_bytes": int(workspace),

@@ -20,7 +20,7 @@ import numpy as np
 
 from recon.runtime.errors import first_line
 
-__all__ = ["sgemm_peak", "network_efficiency", "random_feed", "compare_engines"]
+__all__ = ["sgemm_peak", "interleaved_ms", "network_efficiency", "random_feed", "engines", "compare_engines"]
 
 SGEMM_SIZES = (512, 1024, 2048)
 
@@ -56,6 +56,19 @@ def _blas_name() -> str:
         return "unknown"
 
 
+def interleaved_ms(calls: dict, rounds: int, warmup: int = 1) -> dict:
+    """{label: [ms per round]}: each round calls every one of `calls` (label -> fn()) once, in turn, so
+    a neighbour's load (or a thread pool still spinning) lands on every side alike; `warmup` untimed rounds."""
+    times = {label: [] for label in calls}
+    for round_ in range(int(warmup) + int(rounds)):
+        for label, call in calls.items():
+            start = time.perf_counter()
+            call()
+            if round_ >= warmup:
+                times[label].append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
 def random_feed(runner, batch: int, side: int, seed: int = 0) -> dict:
     """Random inputs for a runner: batch first, free spatial dimensions at the model's side."""
     rng = np.random.default_rng(seed)
@@ -80,14 +93,7 @@ def network_efficiency(model_dir=None, *, device: str = "auto", batches=(1, 8), 
                for net, runner in runners.items()}
         for batch in batches:
             feeds = {net: random_feed(runner, batch, model.image_size) for net, runner in runners.items()}
-            times = {net: [] for net in runners}
-            for net, runner in runners.items():
-                runner.infer(feeds[net])  # warm-up at this shape
-            for _ in range(int(iterations)):
-                for net, runner in runners.items():  # interleaved: both nets see the same neighbours
-                    start = time.perf_counter()
-                    runner.infer(feeds[net])
-                    times[net].append((time.perf_counter() - start) * 1000.0)
+            times = interleaved_ms({net: lambda net=net: runners[net].infer(feeds[net]) for net in runners}, iterations)
             for net in runners:
                 ms = float(np.median(times[net]))
                 gflops = flops[net] * batch / (ms * 1e6)
@@ -99,7 +105,7 @@ def network_efficiency(model_dir=None, *, device: str = "auto", batches=(1, 8), 
             runner.deactivate()
 
 
-def _engines(model, threads) -> dict:
+def engines(model, threads) -> dict:
     """label -> (which ONNX file: a model.PRECISIONS key, runner factory(path)) of every engine this
     machine has for the model: ONNX Runtime CPU and GPU providers, OpenVINO in FP32 and (where the CPU
     has it) BF16, and each of them again on the INT8 twins when the folder has them."""
@@ -113,11 +119,11 @@ def _engines(model, threads) -> dict:
     providers = [CPU] + [p for p in onnxruntime.get_available_providers() if p in (CUDA, TRT)]
     precisions = ["fp32"] + (["int8"] if "sketch.int8.onnx" in model.files and "voxel.int8.onnx" in model.files
                              else [])
-    engines = {}
+    found = {}
     for precision in precisions:
         suffix = "" if precision == "fp32" else f" {precision.upper()}"
         for provider in providers:
-            engines[provider + suffix] = (precision, lambda path, device=devices[provider]:
+            found[provider + suffix] = (precision, lambda path, device=devices[provider]:
                                           OnnxRuntimeRunner(SessionFromOnnx(path, device, threads)))
         if importlib.util.find_spec("openvino") is None:
             continue
@@ -126,44 +132,40 @@ def _engines(model, threads) -> dict:
         floats = ["fp32"] + (["bf16"] if "BF16" in cpu_capabilities()["capabilities"] else [])
         for arithmetic in floats if precision == "fp32" else ["fp32"]:
             twin = None if precision == "fp32" else precision  # what an INT8 twin's runner reports
-            engines[f"OpenVINO CPU {(twin or arithmetic).upper()}"] = (
+            found[f"OpenVINO CPU {(twin or arithmetic).upper()}"] = (
                 precision, lambda path, arithmetic=arithmetic, twin=twin:
                 OpenVINORunner(CompiledFromOnnx(path, arithmetic, threads, twin)))
-    return engines
+    return found
 
 
 def compare_engines(model_dir=None, iterations: int = 10, threads: int | None = None) -> dict:
-    """Each net at batch 1 on every engine this machine has (`_engines`): median ms and the largest
+    """Each net at batch 1 on every engine this machine has (`engines`): median ms and the largest
     output difference from ONNX Runtime CPU FP32. The engines take turns, one run each per round
     (interleaved), so a neighbour's load lands on all of them alike."""
     from recon.runtime.backends import CPU
     from recon.runtime.model import default_model_dir, load_model_dir
 
     model = load_model_dir(default_model_dir() if model_dir is None else model_dir)
-    engines = _engines(model, threads)
-    result = {"providers": list(engines), "nets": {}, "notes": []}
-    if not any(label.startswith(("CUDA", "Tensorrt")) for label in engines):
+    available = engines(model, threads)
+    result = {"providers": list(available), "nets": {}, "notes": []}
+    if not any(label.startswith(("CUDA", "Tensorrt")) for label in available):
         result["notes"].append("no GPU provider in this onnxruntime: only CPU was measured on ONNX Runtime")
     for net in ("sketch", "voxel"):
         rows, runners = {}, {}
-        for label, (precision, factory) in engines.items():
+        for label, (precision, factory) in available.items():
             try:
                 runners[label] = factory(model.onnx(net, precision)).activate()
             except Exception as error:  # an engine that does not start is reported, not fatal
                 rows[label] = {"error": first_line(error)}
         feed = random_feed(runners[CPU], 1, model.image_size)
         outputs = {label: runner.infer(feed) for label, runner in runners.items()}  # also the warm-up
-        times = {label: [] for label in runners}
-        for _ in range(int(iterations)):
-            for label, runner in runners.items():
-                start = time.perf_counter()
-                runner.infer(feed)
-                times[label].append((time.perf_counter() - start) * 1000.0)
+        times = interleaved_ms({label: lambda runner=runner: runner.infer(feed) for label, runner in runners.items()},
+                               iterations, warmup=0)
         for label, runner in runners.items():
             rows[label] = {"running": runner.provider, "median_ms": float(np.median(times[label]))}
             if label != CPU:
                 rows[label]["max_abs_diff"] = float(max(np.max(np.abs(outputs[label][name].astype(np.float64) - ref))
                                                         for name, ref in outputs[CPU].items()))
             runner.deactivate()
-        result["nets"][net] = {label: rows[label] for label in engines}
+        result["nets"][net] = {label: rows[label] for label in available}
     return result

@@ -12,12 +12,13 @@ import onnx
 import pytest
 
 from recon.export.int8 import (CALIBRATION_BATCH, FALLBACKS, cache_path, calibration_feeds, calibration_ranges,
-                               make_int8_twins, quantizable_nodes, quantize_net, read_trt_cache, trt_cache_text,
-                               twin_path)
+                               engine_calibration, make_int8_twins, quantizable_nodes, quantize_net, read_trt_cache,
+                               trt_cache_text, trt_header_version, twin_path)
 from recon.export.manifest import file_entries
 from recon.export.onnx_export import export_model
 from recon.runtime.errors import InputError, ModelError
 from recon.runtime.model import load_model_dir
+from test_export_gpu import REASON as GPU_REASON
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +160,35 @@ def test_tensorrt_cache_format(int8_model, dataset, info):
     ranges = calibration_ranges(folder / "sketch.onnx", feeds["sketch"])
     assert read_trt_cache(trt_cache_text(ranges)) == pytest.approx(
         {k: struct.unpack(">f", struct.pack(">f", max(abs(a), abs(b), 1e-8) / 127))[0] for k, (a, b) in ranges.items()})
+
+
+def test_cache_header_versions():
+    """TensorRT refuses a cache whose header names another version: 8.6.1 -> 8601, 10.14.1 -> 101401."""
+    assert [trt_header_version(v) for v in ("8.6.1", "8.6.1.6", "10.14.1.48", "10.3.0", None)] == \
+        ["8601", "8601", "101401", "100300", "8601"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(GPU_REASON is not None, reason=f"gpu test: {GPU_REASON}")
+def test_tensorrt_int8_engine_from_the_cache(int8_model, dataset, info, tmp_path):
+    """On a GPU: an INT8 engine built from the CPU-written cache (or recalibrated where TensorRT refuses
+    it) agrees with ONNX Runtime FP32 on the training batches."""
+    from recon.export.parity import iou_agreement, ort_session, run_session
+    from recon.export.tensorrt import build_engine
+    from recon.runtime.backends import EngineFromPlan, TensorRTRunner
+    from recon.runtime.model import sha256_file
+
+    folder, _ = int8_model
+    calibration = engine_calibration(folder, data=dataset, **info)["voxel"]
+    engine = tmp_path / "voxel.engine"
+    batch = calibration["calibration"][0].shape[0]
+    sidecar = build_engine(folder / "voxel.onnx", engine, profile=(1, batch, batch), log=None, **calibration)
+    assert sidecar["precision"] == "int8"
+    feed = {"sketch": calibration["calibration"][0]}
+    with TensorRTRunner(EngineFromPlan(engine, sha256_file(folder / "voxel.onnx"))) as runner:
+        got = runner.infer(feed)["occupancy"]
+    expected = run_session(ort_session(folder / "voxel.onnx"), feed)["occupancy"]
+    assert iou_agreement(expected, got, info["threshold"]) > 0.9
 
 
 def _has_openvino() -> bool:
