@@ -182,3 +182,50 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Seq
         log(f"built {engine_path.name} ({sidecar['precision'].upper()}, batch {minimum}/{optimum}/{maximum}, "
             f"{engine_path.stat().st_size / 2**20:.1f} MiB) with TensorRT {trt.__version__} on {info['gpu']}")
     return sidecar
+
+
+def entropy_calibrator(trt, cache: Path, batches: Sequence = ()):
+    """A trt.IInt8EntropyCalibrator2 (TensorRT 8.6 and 10): `read_calibration_cache` gives the builder
+    `cache`; where it refuses that, `get_batch` feeds `batches` (float32 arrays of the one input, all of
+    one shape; a shorter last batch is left out) through one device buffer, and the builder's fresh
+    cache is written back to `cache`. Call `free()` after the build."""
+    import numpy as np
+
+    from recon.runtime.backends import _cuda_check, _cudart
+    from recon.runtime.fileio import write_bytes_atomic
+
+    arrays = [np.ascontiguousarray(b, dtype=np.float32) for b in batches]
+    arrays = [a for a in arrays if a.shape == arrays[0].shape]
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self.index, self.device = 0, None
+
+        def get_batch_size(self):
+            return int(arrays[0].shape[0]) if arrays else 1
+
+        def get_batch(self, names):
+            if self.index >= len(arrays):
+                return None  # no more data: the builder finishes calibrating
+            batch = arrays[self.index]
+            self.index += 1
+            cudart = _cudart()
+            if self.device is None:
+                self.device = _cuda_check(cudart.cudaMalloc(batch.nbytes))
+            _cuda_check(cudart.cudaMemcpy(self.device, batch.ctypes.data, batch.nbytes,
+                                          cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
+            return [int(self.device)]
+
+        def read_calibration_cache(self):
+            return cache.read_bytes() if cache.is_file() else None
+
+        def write_calibration_cache(self, data):
+            write_bytes_atomic(cache, bytes(data))
+
+        def free(self):
+            if self.device is not None:
+                _cudart().cudaFree(self.device)
+                self.device = None
+
+    return EntropyCalibrator()
