@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_runtime.py                      # fresh `edge` nets, exported here
     .venv/bin/python benchmarks/bench_runtime.py --weights RUN --model MODEL --threads 2
+    .venv/bin/python benchmarks/bench_runtime.py --data DATA          # fresh nets with INT8 twins
 
 Sides: PyTorch eager (the run's nets behind the runner interface) and every engine this machine has
 for MODEL (recon.runtime.speed.engines): ONNX Runtime CPU FP32, OpenVINO FP32 and BF16 (where the
@@ -88,7 +89,7 @@ def sides(model, run: Path, threads: int) -> dict:
     """label -> {"sketch": runner, "voxel": runner}, activated; engines that do not start are skipped."""
     from recon.runtime.speed import engines
 
-    out = {EAGER: torch_runners(run, threads)}
+    out = {EAGER: torch_runners(run, threads)} if run is not None else {}  # no run folder: no eager side
     for label, (precision, factory) in engines(model, threads).items():
         try:
             out[label] = {net: factory(model.onnx(net, precision)).activate() for net in ("sketch", "voxel")}
@@ -107,8 +108,11 @@ def table(title: str, rows: list, labels: list, cell) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", type=Path, help="run folder (sketch.pt + joint.pt/voxel.pt); default: fresh edge nets")
+    parser.add_argument("--weights", type=Path, help="run folder (sketch.pt + joint.pt/voxel.pt) for the PyTorch side; "
+                        "default: fresh edge nets (none with --model alone: no PyTorch side)")
     parser.add_argument("--model", type=Path, help="its exported model folder; default: exported here")
+    parser.add_argument("--data", type=Path, help="dataset: the model exported here gets INT8 twins calibrated "
+                        "on its training views (recon-cli export --int8)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every side")
     parser.add_argument("--repeats", type=int, default=10, help="interleaved rounds per network measurement")
     args = parser.parse_args()
@@ -121,7 +125,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench_runtime."))
     run, model_dir = args.weights, args.model
-    if run is None:
+    if run is None and model_dir is None:
         from conftest import make_run
 
         run = make_run(work / "run")
@@ -129,7 +133,7 @@ def main() -> None:
         from recon.export.onnx_export import export_model
 
         model_dir = work / "model"
-        export_model(run, model_dir, log=None)
+        export_model(run, model_dir, int8=args.data is not None, data=args.data, log=None)
 
     with Reconstructor(model_dir, device="auto", threads=args.threads) as default:
         default_runs = ", ".join(sorted(set(default.providers.values())))
