@@ -333,6 +333,8 @@ def plain_metavars(command) -> None:
             param.metavar = ""
         elif param.metavar is None and param.param_type_name == "argument":
             param.metavar = param.name.upper()
+            if hasattr(param, "display_type_rich"):  # typer's help would add a `<list[str]>` type column
+                param.display_type_rich = lambda ctx: None
         elif param.metavar is None:
             annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
             annotation = (typing.get_args(annotation) or [annotation])[0]  # list[Path] -> Path

@@ -85,7 +85,8 @@ def compare_outputs(reference: Mapping[str, np.ndarray], actual: Mapping[str, np
                     reference_name: str = "reference", actual_name: str = "actual",
                     log: Callable[[str], None] | None = print,
                     weights: Mapping[str, tuple[np.ndarray, str]] | None = None) -> Dict[str, dict]:
-    """Compare every output of `reference` with `actual`; print the report; return figures per output.
+    """Compare every output of `reference` with `actual`; return figures per output. `log` gets one line
+    per output that passed, and polygraphy's full report for one that failed (figures a user acts on).
 
     weights: output name -> (weight array, label) to gate that output on |difference| x weight.
     """
@@ -97,7 +98,12 @@ def compare_outputs(reference: Mapping[str, np.ndarray], actual: Mapping[str, np
         else:
             weight, label = (weights or {}).get(name, (None, ""))
             results[name] = compare_arrays(name, ref, actual[name], atol, weight, label)
-        if log:
+        if log and results[name]["passed"]:
+            figures = results[name]
+            error = figures.get("conditioned_max_abs", figures["max_abs"])
+            log(f"[I] {name}: {actual_name} vs {reference_name} max abs diff {error:.2e} "
+                f"(tolerance {figures['atol']:.1e}) | PASSED")
+        elif log:
             log(format_comparison(results[name], reference_name, actual_name))
     return results
 

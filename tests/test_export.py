@@ -191,10 +191,10 @@ def test_parity_onnxruntime_matches_pytorch(edge_model):
     for name in ("depth", "silhouette", "occupancy"):
         assert parity["outputs"][name]["max_abs"] <= FP32_ATOL
     assert parity["voxel_iou_agreement"] >= 0.999
-    report = "\n".join(lines)
-    for name in ("normals", "depth", "silhouette", "occupancy"):
-        assert f"PASSED | Output: '{name}'" in report
-    assert "Minimum Required Tolerance" in report and "voxel IoU agreement" in report
+    # a check that passed is one line with the figures; the per-output report is for failures
+    parity_lines = [line for line in lines if "parity" in line or "Output:" in line or "Tolerance" in line]
+    assert len(parity_lines) == 1 and "matches PyTorch" in parity_lines[0], parity_lines
+    assert "voxel IoU agreement 1.000000" in parity_lines[0] or "voxel IoU agreement 0.99" in parity_lines[0]
 
 
 def test_parity_failure_is_one_line_with_figures():
