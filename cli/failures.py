@@ -16,10 +16,16 @@ EXTRAS = {"torch": "train", "embreex": "train", "onnx": "export", "onnxslim": "e
           "openvino": "openvino", "pynvml": "gpu", "cuda": "gpu", "tensorrt": "gpu"}
 
 
-def missing_extra(error: ModuleNotFoundError) -> str:
+# commands whose extra brings more than the module map says (export needs torch and the ONNX tooling)
+COMMAND_EXTRAS = {"export": "export"}
+
+
+def missing_extra(error: ModuleNotFoundError, command: str = "") -> str:
     module = (error.name or "").split(".")[0]
-    if module in EXTRAS:
-        return f"this command needs {module}, which is not installed: pip install 'recon[{EXTRAS[module]}]'"
+    extra = COMMAND_EXTRAS.get(command) if module in ("torch", "onnx", "onnxslim") else None
+    extra = extra or EXTRAS.get(module)
+    if extra:
+        return f"{command or 'this command'} needs {module}, which is not installed: pip install 'recon[{extra}]'"
     return f"a module this command needs is not installed ({error})"
 
 

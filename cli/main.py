@@ -14,8 +14,10 @@ import typer
 from recon.cli.export_cmd import export  # the command modules import only typer at load time
 from recon.cli.infer_cmd import infer
 from recon.cli.profile_cmd import profile
+from recon.cli.serve_cmd import serve
 from recon.cli.stream_cmd import stream
 from recon.cli import console as ui  # out: results on stdout; err: progress and diagnostics on stderr
+from recon.cli import options  # shared option types: checked while the command line is parsed
 from recon.runtime.errors import ReconError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -55,16 +57,24 @@ def report_dataset(manifest: dict, folder: Path) -> None:
                   + ui.esc("; ".join(f["error"] for f in manifest["failed"][:5])))
 
 
+def report_skipped(dataset, skipped: list[str]) -> None:
+    """One warning line for the objects a command left out of a damaged dataset (train, eval, preview)."""
+    if skipped:
+        ui.err.print(f"[yellow]warning:[/] {ui.esc(dataset)}: skipped {len(skipped)} object(s) with missing or "
+                     f"damaged files or an unknown category: {ui.esc('; '.join(skipped[:3]))}"
+                     + (" ..." if len(skipped) > 3 else ""))
+
+
 @data_app.command("synth")
 def data_synth(
-    out: Path = typer.Option(..., help="Dataset folder to write (resumable)."),
-    objects: int = typer.Option(300, help="Objects per category."),
-    views: int = typer.Option(20, help="Rendered views per object."),
-    image_size: int = typer.Option(256, help="Render size in pixels (square)."),
-    voxel_res: int = typer.Option(128, help="Occupancy grid resolution."),
+    out: Path = options.output_dir(..., "Dataset folder to write (resumable)."),
+    objects: int = options.int_at_least(300, 1, "Objects per category."),
+    views: int = options.int_at_least(20, 1, "Rendered views per object."),
+    image_size: int = options.int_at_least(256, 16, "Render size in pixels (square)."),
+    voxel_res: int = options.int_at_least(128, 2, "Occupancy grid resolution."),
     seed: int = typer.Option(0, help="Seed: same seed, same bytes."),
-    categories: str = typer.Option("chair,car,airplane", help="Comma-separated categories."),
-    workers: int = typer.Option(DEFAULT_WORKERS, help="Parallel processes."),
+    categories: str = options.name_list("chair,car,airplane", "Comma-separated categories."),
+    workers: int = options.int_at_least(DEFAULT_WORKERS, 1, "Parallel processes."),
 ):
     """Generate procedural chairs, cars and airplanes, render views and voxelize them."""
     from recon.train.data import RenderSettings, synth
@@ -80,17 +90,17 @@ def data_synth(
 @data_app.command("build")
 def data_build(
     meshes: Path = typer.Option(..., help="Folder of <category>/<name>.{obj,off,ply,stl,glb}."),
-    out: Path = typer.Option(..., help="Dataset folder to write (resumable)."),
+    out: Path = options.output_dir(..., "Dataset folder to write (resumable)."),
     up: str = typer.Option("y", help="Up axis of the meshes: y or z."),
     auto_orient: bool = typer.Option(False, help="Turn each mesh into its category's canonical pose "
                                      "(chair, car, airplane); low-confidence ones are listed."),
     overrides: Optional[Path] = typer.Option(None, help="With --auto-orient: file of <mesh file name> <TAB> "
                                              "<rotation 0-23 | exclude> (or JSON) fixing chosen poses."),
-    views: int = typer.Option(20, help="Rendered views per object."),
-    image_size: int = typer.Option(256, help="Render size in pixels (square)."),
-    voxel_res: int = typer.Option(128, help="Occupancy grid resolution."),
+    views: int = options.int_at_least(20, 1, "Rendered views per object."),
+    image_size: int = options.int_at_least(256, 16, "Render size in pixels (square)."),
+    voxel_res: int = options.int_at_least(128, 2, "Occupancy grid resolution."),
     seed: int = typer.Option(0, help="Seed of views and split."),
-    workers: int = typer.Option(DEFAULT_WORKERS, help="Parallel processes."),
+    workers: int = options.int_at_least(DEFAULT_WORKERS, 1, "Parallel processes."),
 ):
     """Render and voxelize your own meshes, normalised to the canonical frame."""
     from recon.train.data import RenderSettings, build, find_meshes
@@ -111,10 +121,10 @@ def data_build(
 def data_r2n2(
     renderings: Path = typer.Option(..., help="ShapeNetRendering folder."),
     voxels: Path = typer.Option(..., help="ShapeNetVox32 folder."),
-    out: Path = typer.Option(..., help="Dataset folder to write."),
-    image_size: int = typer.Option(128, help="Resize renderings to this size."),
+    out: Path = options.output_dir(..., "Dataset folder to write."),
+    image_size: int = options.int_at_least(128, 16, "Resize renderings to this size."),
     seed: int = typer.Option(0, help="Seed of the train/test split."),
-    categories: str = typer.Option("chair,car,airplane", help="Comma-separated categories."),
+    categories: str = options.name_list("chair,car,airplane", "Comma-separated categories."),
 ):
     """Convert the 3D-R2N2 ShapeNet release into a recon dataset folder."""
     from recon.train.r2n2 import convert
@@ -126,9 +136,9 @@ def data_r2n2(
 @data_app.command("preview")
 def data_preview(
     dataset: Path = typer.Argument(..., help="Dataset folder."),
-    out: Optional[Path] = typer.Option(None, help="Contact sheet to write (PNG; default: runs/preview/sheet.png, "
-                                       "then runs/preview2/...; with --orientations, poses.png pages)."),
-    samples: int = typer.Option(6, help="Objects to show."),
+    out: Optional[Path] = options.output_file(None, "Contact sheet to write (PNG; default: runs/preview/sheet.png, "
+                                              "then runs/preview2/...; with --orientations, poses.png pages)."),
+    samples: int = options.int_at_least(6, 1, "Objects to show."),
     seed: int = typer.Option(0, help="Which objects to pick."),
     orientations: bool = typer.Option(False, help="Instead: the low-confidence meshes of an --auto-orient "
                                       "build: as loaded, as built, the chosen pose and the best pose per other "
@@ -150,7 +160,22 @@ def data_preview(
         if failures:
             raise typer.Exit(1)
         return
-    ui.out.print(f"wrote {ui.esc(preview(dataset, out, samples, seed))}")
+    sheet, skipped = preview(dataset, out, samples, seed)
+    ui.out.print(f"wrote {ui.esc(sheet)}")
+    report_skipped(dataset, skipped)
+
+
+def report_training_data(folders) -> None:
+    """Before training: which objects of each damaged dataset will be skipped (train() itself stops on
+    anything worse, with its own error)."""
+    from recon.train.data import load_manifest
+    from recon.train.views import DatasetViews
+
+    for folder in [folders] if isinstance(folders, str) else folders:
+        try:
+            report_skipped(folder, DatasetViews(folder, "train", voxel_res=load_manifest(folder)["voxel_res"]).skipped)
+        except (ReconError, KeyError, TypeError):
+            pass
 
 
 def train_stage(config) -> None:
@@ -158,7 +183,12 @@ def train_stage(config) -> None:
     (only the first process of a torchrun launch reports)."""
     from recon.train.loop import train
 
+    from recon.runtime.fileio import remove_stale_temps
+
     stage, epochs = config.stage, config.epochs
+    if Path(config.out).is_dir():  # a checkpoint write that was killed left its temporary file
+        remove_stale_temps(config.out)
+    report_training_data(config.data)
     bar = ui.progress(None, stage)
 
     def advance(epoch, step, steps, averages):
@@ -181,24 +211,33 @@ def train_stage(config) -> None:
 def _train_options(
     data: list[Path] = typer.Option(..., help="Dataset folder; repeat it to train on several together "
                                     "(e.g. procedural + real), --max-objects applying to each."),
-    out: Path = typer.Option(..., help="Run folder (checkpoints, metrics.jsonl)."),
-    preset: str = typer.Option("edge", help="Model sizes: edge or paper."),
-    epochs: int = typer.Option(10, help="Total epochs of this stage."),
-    batch: int = typer.Option(32, help="Batch size (per process under torchrun)."),
+    out: Path = options.output_dir(..., "Run folder (checkpoints, metrics.jsonl)."),
+    preset: str = typer.Option("edge2", help="Model: edge2 (default), edge or paper (recon.train.presets)."),
+    epochs: int = options.int_at_least(10, 1, "Total epochs of this stage."),
+    batch: int = options.int_at_least(32, 1, "Batch size (per process under torchrun)."),
     seed: int = typer.Option(0, help="Seed."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate (default: the paper's for the stage)."),
+    lr: Optional[float] = options.positive_float(None, "Learning rate (default: the paper's for the stage)."),
     resume: bool = typer.Option(False, help="Continue the stage's checkpoint where it stopped."),
-    workers: int = typer.Option(0, help="DataLoader worker processes."),
-    max_objects: Optional[int] = typer.Option(None, help="Use only the first N training objects of each category."),
-    alpha: float = typer.Option(1e-11, help="Weight of the critic's exacting loss."),
-    sketch_mix: float = typer.Option(0.0, help="Fraction of batches fed the sketch net's predicted sketches."),
-    critic_steps: int = typer.Option(5, help="Critic updates per generator update."),
+    workers: int = options.int_at_least(0, 0, "DataLoader worker processes."),
+    max_objects: Optional[int] = options.int_at_least(None, 1, "Use only the first N training objects of each "
+                                                      "category."),
+    alpha: float = options.nonnegative_float(1e-11, "Weight of the critic's exacting loss."),
+    sketch_mix: float = options.fraction(0.0, "Fraction of batches fed the sketch net's predicted sketches."),
+    critic_steps: int = options.int_at_least(5, 1, "Critic updates per generator update."),
+    sketch_noise: float = options.nonnegative_float(0.0, "Strength of sketch-net-like errors added to true "
+                                                    "sketches (0: none)."),
+    clutter: float = options.fraction(0.0, "Fraction of views pasted into cluttered scenes (0: none)."),
+    loss: str = typer.Option("bce", help="bce (the paper's) or bce+iou (keeps thin parts)."),
+    optimizer: Optional[str] = typer.Option(None, help="adam or sgd (default: the stage's own, the paper's)."),
+    cosine: bool = typer.Option(False, help="Half-cosine learning-rate decay over the epochs."),
 ):
     """Every option of `recon-cli train <stage>` (the signature the stage commands are cut from)."""
 
 
 # Options only some stages read; each stage's command (and --help) has only its own.
-STAGE_ONLY_OPTIONS = {"alpha": ("joint",), "sketch_mix": ("voxel", "joint"), "critic_steps": ("gan",)}
+STAGE_ONLY_OPTIONS = {"alpha": ("joint",), "sketch_mix": ("voxel", "joint"), "critic_steps": ("gan",),
+                      "sketch_noise": ("voxel", "joint"), "clutter": ("sketch",),
+                      "loss": ("voxel", "joint", "direct")}
 
 
 def stage_command(stage: str, help_text: str):
@@ -233,6 +272,7 @@ app.command("export")(export)
 app.command("infer")(infer)
 app.command("profile")(profile)
 app.command("stream")(stream)
+app.command("serve")(serve)
 
 
 @app.command("eval")
@@ -240,13 +280,15 @@ def evaluate_command(
     data: Path = typer.Option(..., help="Dataset folder; its test split is evaluated."),
     model: Path = typer.Option(..., help="Run folder (PyTorch checkpoints) or model folder (ONNX, from export)."),
     variant: str = typer.Option("full", help="full (sketch + GAN-refined voxels), no-refine, direct."),
-    trials: int = typer.Option(3, help="Trials: each picks another random view of every test object."),
-    batch: int = typer.Option(16, help="Batch size."),
+    trials: int = options.int_at_least(3, 1, "Trials: each picks another random view of every test object."),
+    batch: int = options.int_at_least(16, 1, "Batch size."),
     seed: int = typer.Option(0, help="Seed of the views picked."),
-    max_objects: Optional[int] = typer.Option(None, help="Evaluate only the first N test objects of each category."),
-    threshold: Optional[float] = typer.Option(None, help="Iso level of the tables (default: the model's; 0.4 for run folders)."),
+    max_objects: Optional[int] = options.int_at_least(None, 1, "Evaluate only the first N test objects of each "
+                                                      "category."),
+    threshold: Optional[float] = options.probability(None, "Iso level of the tables (default: the model's; 0.4 "
+                                                     "for run folders)."),
     split: str = typer.Option("test", help="test, or train to choose a model's threshold without touching the test split."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result as JSON."),
+    json_out: Optional[Path] = options.output_file(None, "Write the full result as JSON.", "--json"),
 ):
     """Voxel IoU per category (Table 1 layout), threshold sweep, 32^3 IoU and 2.5D errors."""
     from recon.runtime.fileio import write_json_atomic
@@ -258,6 +300,7 @@ def evaluate_command(
                           threshold=model_threshold if threshold is None else threshold,
                           progress=lambda done, total: advance(done, total=total))
     result["variant"], result["model"] = variant, str(model)
+    report_skipped(data, result["skipped"])
     lines = [f"{variant}: voxel IoU at threshold {result['threshold']} ({result['resolution']}^3, "
              f"{result['objects']} {split} objects)", table1(result),
              "IoU at 32^3: " + ", ".join(f"{k} {v:.3f}" for k, v in result["iou_32"].items()),
@@ -346,8 +389,11 @@ def plain_metavars(command) -> None:
 def main() -> None:
     """Every failure a user can cause ends as one `error:` line: recon's own errors (exit 2) and
     command-line usage errors (exit 2, as click's), never a boxed panel or a traceback."""
+    from recon.cli import failures
+
     click = _click_exceptions()
     ui.quiet_third_party()
+    failures.interrupt_on_sigterm()
     command = typer.main.get_command(app)
     plain_metavars(command)
     try:
@@ -364,11 +410,16 @@ def main() -> None:
         ui.err.print(f"[red]error:[/] {ui.esc(error.format_message())}")
         code = error.exit_code
     except typer.Abort:
-        ui.err.print("interrupted")
-        code = 130
+        code = 130  # printed below
     except ReconError as error:
-        ui.err.print(f"[red]error:[/] {ui.esc(error)}")
+        ui.err.print(f"[red]error:[/] {ui.esc(failures.user_message(error))}")
         code = 2
+    except ModuleNotFoundError as error:  # a runtime-only install running a command of an extra
+        ui.err.print(f"[red]error:[/] {ui.esc(failures.missing_extra(error, (sys.argv[1:2] or [''])[0]))}")
+        code = 2
+    except OSError as error:  # e.g. the disk filled up after the destination checks passed
+        ui.err.print(f"[red]error:[/] {ui.esc(failures.os_error_line(error))}")
+        code = 1
     if code == 130:  # typer turns Ctrl-C into exit code 130
         ui.err.print("interrupted")
     sys.exit(code or 0)

@@ -131,6 +131,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result file is an ordinary file
         os.replace(tmp, path)
+    except OSError as error:  # a full disk: name the file being written, not its temporary twin
+        if error.filename is not None and os.fspath(error.filename) != str(tmp):
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -183,8 +183,8 @@ class _CaptureSource(_Source):
 
     bgr = True
 
-    def __init__(self, target, name: str, live: bool):
-        self.target, self.name, self.live = target, name, live
+    def __init__(self, target, name: str, live: bool, timeout_s: Optional[float] = None):
+        self.target, self.name, self.live, self.timeout_s = target, name, live, timeout_s
         self.lock = threading.Lock()
         self.capture = None
         self.reopen()
@@ -198,7 +198,14 @@ class _CaptureSource(_Source):
         with self.lock:
             if self.capture is not None:
                 self.capture.release()
-            self.capture = cv2.VideoCapture(self.target)
+            if isinstance(self.target, str) and _is_url(self.target) and self.timeout_s is not None:
+                # FFmpeg's own timeouts (30 s by default) bound a stuck open or read, a little after
+                # the stream's own stall check (timeout_s) has ended the stream with its message.
+                limit = int(1000 * self.timeout_s) + 1000
+                self.capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [
+                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, limit, cv2.CAP_PROP_READ_TIMEOUT_MSEC, limit])
+            else:
+                self.capture = cv2.VideoCapture(self.target)
 
     def read(self):
         with self.lock:
@@ -239,16 +246,18 @@ def _is_url(text: str) -> bool:
     return "://" in text
 
 
-def open_source(source, live: Optional[bool] = None, bgr: bool = False, name: Optional[str] = None) -> _Source:
+def open_source(source, live: Optional[bool] = None, bgr: bool = False, name: Optional[str] = None,
+                timeout_s: Optional[float] = None) -> _Source:
     """A camera index (int), a video file path, a stream URL, or an iterable of frames -> a _Source.
-    InputError now for a missing file or a capture OpenCV cannot open."""
+    InputError now for a missing file or a capture OpenCV cannot open. timeout_s: bounds a URL's open
+    and reads."""
     if isinstance(source, bool):
         raise InputError(f"source: expected a camera index, a video file, a URL or frames, got {source!r}")
     if isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()):
         index = int(source)
         return _CaptureSource(index, name or f"camera {index}", True if live is None else live)
     if isinstance(source, str) and _is_url(source):
-        return _CaptureSource(source, name or source, True if live is None else live)
+        return _CaptureSource(source, name or source, True if live is None else live, timeout_s)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
@@ -293,7 +302,7 @@ class Stream:
         if max_frames is not None and max_frames < 1:
             raise InputError(f"max_frames: must be >= 1, got {max_frames}")
         self.reconstructor = reconstructor
-        self.source = open_source(source, live, bgr, name)
+        self.source = open_source(source, live, bgr, name, timeout_s)
         self.live = self.source.live
         self.every, self.max_latency_ms, self.batch = every, max_latency_ms, 1 if self.live else batch
         self.retries, self.backoff_s, self.timeout_s = int(retries), float(backoff_s), timeout_s
@@ -446,8 +455,12 @@ class Stream:
             # A read stuck in the source (a hung camera driver) cannot be interrupted: the thread is a
             # daemon and is left behind rather than hang the caller.
             thread.join(timeout=1.0 if thread.name.endswith("capture") else 30.0)
+        stuck = any(thread.is_alive() and thread.name.endswith("capture") for thread in self._threads)
         self._threads = []
-        self.source.release()
+        if stuck:  # its read holds the capture: release it once that read returns, without waiting here
+            threading.Thread(target=self.source.release, name="recon-stream-release", daemon=True).start()
+        else:
+            self.source.release()
         if self._started is not None:
             self.stats.elapsed_s = time.monotonic() - self._started
             self._started = None

@@ -12,6 +12,8 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
+import zipfile
 from pathlib import Path
 from typing import Iterable
 
@@ -20,7 +22,7 @@ from PIL import Image
 
 from recon.runtime.camera import Camera
 from recon.runtime.errors import InputError, ReconError, first_line
-from recon.runtime.fileio import save_npz_atomic, write_json_atomic
+from recon.runtime.fileio import check_output_dir, remove_stale_temps, save_npz_atomic, write_json_atomic
 from recon.runtime.meshio import MESH_FORMATS, load_mesh, normalize_to_unit_cube
 from recon.runtime.render import render_view
 from recon.runtime.voxels import voxelize_solid
@@ -122,12 +124,21 @@ def object_mesh(job: ObjectJob):
     return mesh, parts.astype(np.int32), meta
 
 
+def check_object_id(object_id) -> str:
+    """An object id names files inside the dataset folder: a plain name, never a path (`../x`)."""
+    if (not isinstance(object_id, str) or object_id in ("", ".", "..") or object_id.startswith(".")
+            or any(c in object_id for c in "/\\\0") or Path(object_id).name != object_id):
+        raise InputError(f"object id {object_id!r}: not a plain file name (the manifest may be damaged or "
+                         "hand-edited); ids name files inside the dataset folder")
+    return object_id
+
+
 def view_path(root: Path, object_id: str, view: int) -> Path:
-    return root / "views" / f"{object_id}_{view:02d}.npz"
+    return root / "views" / f"{check_object_id(object_id)}_{view:02d}.npz"
 
 
 def object_path(root: Path, object_id: str) -> Path:
-    return root / "objects" / f"{object_id}.npz"
+    return root / "objects" / f"{check_object_id(object_id)}.npz"
 
 
 def _pose_unchanged(entry: dict, job: ObjectJob) -> bool:
@@ -199,18 +210,14 @@ def prepare_output(out: Path, settings: RenderSettings | None = None, seed: int 
     out = Path(out)
     previous = out / "manifest.json"
     if settings is not None and previous.is_file():
-        old = json.loads(previous.read_text())
+        try:
+            old = json.loads(previous.read_text())
+        except (OSError, ValueError) as error:
+            raise InputError(f"{previous}: unreadable ({first_line(error)}); choose a new --out") from None
         if old.get("settings") != json.loads(json.dumps(dataclasses.asdict(settings))) or old.get("seed") != seed:
             raise InputError(f"{out}: holds a dataset made with other settings or seed; choose a new --out")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder")
-    try:
-        (out / "views").mkdir(parents=True, exist_ok=True)
-        (out / "objects").mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"{out}: cannot create the output folder ({error.strerror})") from None
-    if not os.access(out, os.W_OK):
-        raise InputError(f"{out}: output folder is not writable")
+    for folder in (out, out / "views", out / "objects"):  # stale temporary files removed too
+        check_output_dir(folder, "")
     return out
 
 
@@ -230,7 +237,7 @@ def run_jobs(jobs: list[ObjectJob], settings: RenderSettings, out: Path, workers
         iterator = map(_run_job, tasks)
         pool = None
     else:
-        pool = multiprocessing.get_context("fork").Pool(workers)
+        pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_setup, initargs=(os.getpid(),))
         iterator = pool.imap_unordered(_run_job, tasks)
     try:
         for job, entry, error in iterator:
@@ -243,8 +250,26 @@ def run_jobs(jobs: list[ObjectJob], settings: RenderSettings, out: Path, workers
     finally:
         if pool is not None:
             pool.terminate()
+            pool.join()
+            for folder in ("views", "objects"):  # what workers stopped mid-write left behind
+                remove_stale_temps(out / folder)
     entries = [results[job.object_id] for job in jobs if job.object_id in results]
     return entries, failures
+
+
+def _worker_setup(parent: int) -> None:
+    """In each worker process: Ctrl-C is the parent's to handle (it stops the pool; no traceback per
+    worker), and the worker dies with its parent even when that is killed outright (Linux)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: workers end when the parent's pool is torn down
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def write_manifest(out: Path, kind: str, settings: RenderSettings, seed: int, categories: list[str],
@@ -306,6 +331,14 @@ def find_meshes(meshes: Path) -> list[tuple[str, Path]]:
                    if path.suffix.lower().lstrip(".") in MESH_FORMATS and path.is_file())
     if not found:
         raise InputError(f"{meshes}: no meshes found (expected <category>/<name>.{{{','.join(MESH_FORMATS)}}})")
+    by_id: dict[str, list[Path]] = {}
+    for category, path in found:  # object ids are <category>_<stem>: two files of one stem would be one object
+        by_id.setdefault(f"{category}_{path.stem}", []).append(path)
+    clashes = [paths for paths in by_id.values() if len(paths) > 1]
+    if clashes:
+        names = "; ".join(" and ".join(str(p) for p in paths) for paths in clashes[:3])
+        raise InputError(f"{meshes}: {len(clashes)} name(s) used by two mesh files ({names}); each mesh becomes "
+                         "the object <category>_<file name without suffix>: rename one of each pair")
     return found
 
 
@@ -382,47 +415,93 @@ def load_manifest(root: Path) -> dict:
     return manifest
 
 
+VIEW_KEYS = ("rgb", "normals", "depth", "mask", "camera")
+
+
+def _read_npz(path: Path, keys) -> dict[str, np.ndarray]:
+    """The arrays `keys` of a dataset file; InputError naming the file when it is missing or damaged."""
+    hint = "re-run the `recon-cli data` command that made the dataset, or remove the object from manifest.json"
+    if not path.is_file():
+        raise InputError(f"{path}: missing from the dataset ({hint})")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in keys}
+    except KeyError as error:
+        raise InputError(f"{path}: damaged (no {error} array; {hint})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise InputError(f"{path}: damaged ({first_line(error, 120)}; {hint})") from None
+
+
 def load_view(root: Path, object_id: str, view: int) -> dict[str, np.ndarray]:
-    with np.load(view_path(Path(root), object_id, view)) as archive:
-        return {key: archive[key] for key in archive.files}
+    return _read_npz(view_path(Path(root), object_id, view), VIEW_KEYS)
 
 
 def load_voxels(root: Path, object_id: str) -> np.ndarray:
-    with np.load(object_path(Path(root), object_id)) as archive:
-        return archive["voxels"]
+    return _read_npz(object_path(Path(root), object_id), ("voxels",))["voxels"]
 
 
-def preview(root: Path, out: Path, samples: int = 6, seed: int = 0) -> Path:
-    """`recon-cli data preview`: RGB | normals | depth | mask | voxels for a few objects per category."""
+def usable_objects(root: Path, manifest: dict, entries: list[dict]) -> tuple[list[dict], list[str]]:
+    """The entries whose id, category and files are sound (one stat per file), and one line per other
+    one. Objects with missing files or unknown categories are skipped (and counted) so one lost object
+    does not stop a run; a file that exists but is damaged stops the run when it is read (load_view)."""
+    categories = set(manifest.get("categories", []))
+    kept, skipped = [], []
+    for entry in entries:
+        try:
+            object_id = check_object_id(entry.get("id") if isinstance(entry, dict) else None)
+            if entry.get("category") not in categories:
+                raise InputError(f"{object_id}: unknown category {entry.get('category')!r} (manifest.json lists "
+                                 f"{', '.join(sorted(categories))})")
+            views = entry.get("views")
+            if not isinstance(views, int) or views < 1:
+                raise InputError(f"{object_id}: bad view count {views!r} in manifest.json")
+            for path in [object_path(root, object_id)] + [view_path(root, object_id, v) for v in range(views)]:
+                if not path.is_file():
+                    raise InputError(f"{path}: missing")
+        except InputError as error:
+            skipped.append(str(error))
+            continue
+        kept.append(entry)
+    return kept, skipped
+
+
+def preview(root: Path, out: Path, samples: int = 6, seed: int = 0) -> tuple[Path, list[str]]:
+    """`recon-cli data preview`: RGB | normals | depth | mask | voxels for a few objects per category.
+    Returns (the sheet, one line per object left out: missing or damaged files, unknown category)."""
     from recon.runtime.pictures import contact_sheet, depth_image, mask_image, normals_image, save_png
     from recon.runtime.render import render_voxels
 
     if samples <= 0:
         raise InputError(f"--samples must be positive, got {samples}")
     manifest = load_manifest(root)
+    entries, skipped = usable_objects(Path(root), manifest, manifest["objects"])
     rng = np.random.default_rng(seed)
     by_category: dict[str, list[dict]] = {}
-    for entry in manifest["objects"]:
+    for entry in entries:
         by_category.setdefault(entry["category"], []).append(entry)
     per_category = max(1, samples // max(1, len(by_category)))
     rows, labels = [], []
     for category, entries in by_category.items():
         for index in rng.permutation(len(entries))[:per_category]:
             entry = entries[index]
-            view = load_view(root, entry["id"], int(rng.integers(entry["views"])))
+            try:
+                view = load_view(root, entry["id"], int(rng.integers(entry["views"])))
+                voxels = load_voxels(root, entry["id"])
+            except InputError as error:  # one damaged object: the sheet shows the others
+                skipped.append(str(error))
+                continue
             mask = view["mask"]
             rows.append([view["rgb"], normals_image(view["normals"], mask),
-                         depth_image(view["depth"], mask), mask_image(mask),
-                         render_voxels(load_voxels(root, entry["id"]))])
+                         depth_image(view["depth"], mask), mask_image(mask), render_voxels(voxels)])
             labels.append(entry["id"])
     if not rows:
-        raise InputError(f"{root}: the dataset holds no objects")
+        raise InputError(f"{root}: the dataset holds no usable objects" + (f" ({skipped[0]})" if skipped else ""))
     sheet = contact_sheet(rows, labels, ["rgb", "normals", "depth", "mask", "voxels"])
     out = Path(out)
     if not out.parent.is_dir():
         raise InputError(f"{out.parent}: output folder does not exist")
     save_png(out, sheet)
-    return out
+    return out, skipped
 
 
 def orientation_sheets(root: Path, out: Path, per_page: int = 10) -> tuple[list[Path], list[str]]:

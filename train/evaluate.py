@@ -56,12 +56,16 @@ def evaluate(predict: Predictor, data: str | Path, image_size: int, voxel_res: i
              split: str = "test", threshold: float = DEFAULT_THRESHOLD) -> dict:
     """Table 1 figures at `threshold`; split "train" is for choosing a model's threshold (never the test split)."""
     from recon.runtime.preprocess import frame_view
-    from recon.train.dataset import ViewDataset
     from recon.train.data import load_view
+    from recon.train.views import DatasetViews  # torch-free: an ONNX model folder evaluates without torch
 
     if trials <= 0:
         raise InputError(f"--trials must be positive, got {trials}")
-    views = ViewDataset(data, split, image_size, voxel_res, max_objects=max_objects)
+    if batch <= 0:
+        raise InputError(f"--batch must be positive, got {batch}")
+    if not 0 < threshold < 1:
+        raise InputError(f"--threshold {threshold}: must be between 0 and 1 (exclusive)")
+    views = DatasetViews(data, split, image_size, voxel_res, max_objects=max_objects)
     if not views.objects:
         raise InputError(f"{data}: the {split} split is empty")
     categories = sorted({entry["category"] for entry in views.objects})
@@ -95,7 +99,9 @@ def evaluate(predict: Predictor, data: str | Path, image_size: int, voxel_res: i
             "per_threshold_32": {t: per_category(np.concatenate(scores32[t]), names, categories) for t in levels},
             "sketch": {key: round(float(np.nanmean(np.concatenate(v))), 4) for key, v in sketch.items()},
         })
-    return summarise(trial_rows, categories, voxel_res, len(views.objects), round(float(threshold), 4), split)
+    result = summarise(trial_rows, categories, voxel_res, len(views.objects), round(float(threshold), 4), split)
+    result["skipped"] = views.skipped  # objects left out: missing files or an unknown category
+    return result
 
 
 def per_category(scores: np.ndarray, names: list[str], categories: list[str]) -> dict[str, float]:
