@@ -354,48 +354,16 @@ def _print_version() -> None:
     raise typer.Exit()
 
 
-def _click_exceptions():
-    """The exceptions of the click that typer runs on: its own vendored copy in recent typer, else click's."""
-    try:
-        from typer._click import exceptions
-    except ImportError:
-        from click import exceptions
-    return exceptions
-
-
-METAVARS = {int: "INTEGER", float: "FLOAT", str: "TEXT", Path: "PATH"}
-
-
-def plain_metavars(command) -> None:
-    """Help shows click's value names (PATH, INTEGER, TEXT; nothing after a flag), not typer's
-    `<bool>` / `<list[Path]>` type labels."""
-    import typing
-
-    for param in command.get_params(command.context_class(command)):  # with --help, added per context
-        if getattr(param, "is_flag", False):
-            param.metavar = ""
-        elif param.metavar is None and param.param_type_name == "argument":
-            param.metavar = param.name.upper()
-            if hasattr(param, "display_type_rich"):  # typer's help would add a `<list[str]>` type column
-                param.display_type_rich = lambda ctx: None
-        elif param.metavar is None:
-            annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-            annotation = (typing.get_args(annotation) or [annotation])[0]  # list[Path] -> Path
-            param.metavar = METAVARS.get(annotation) or param.type.name.split()[0].upper()
-    for sub in getattr(command, "commands", {}).values():
-        plain_metavars(sub)
-
-
 def main() -> None:
     """Every failure a user can cause ends as one `error:` line: recon's own errors (exit 2) and
     command-line usage errors (exit 2, as click's), never a boxed panel or a traceback."""
-    from recon.cli import failures
+    from recon.cli import failures, typer_adjustments
 
-    click = _click_exceptions()
+    click = typer_adjustments.click_exceptions()
     ui.quiet_third_party()
     failures.interrupt_on_sigterm()
     command = typer.main.get_command(app)
-    plain_metavars(command)
+    typer_adjustments.plain_metavars(command)
     try:
         code = command.main(prog_name="recon-cli", standalone_mode=False)
     except click.NoArgsIsHelpError as error:  # typer's rich help has printed itself already
