@@ -9,6 +9,8 @@ from typing import List, Optional
 
 import typer
 
+from recon.cli import options
+
 
 def infer(
     images: List[str] = typer.Argument(..., help="Pictures, folders of pictures, or glob patterns (quote them)."),
@@ -19,8 +21,8 @@ def infer(
     format: str = typer.Option("obj", "--format", help="Comma-separated outputs: obj, ply, stl, glb (meshes), "
                                "npy (voxel probabilities), binvox (voxels at the threshold)."),
     batch: int = typer.Option(8, "--batch", min=1, help="Pictures per network run."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Voxel probability iso level "
-                                              "(default: the model's recon.threshold)."),
+    threshold: Optional[float] = options.probability(None, "Voxel probability iso level "
+                                                     "(default: the model's recon.threshold).", "--threshold"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N (GPU N), tensorrt or openvino."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per network "
                                           "(default: all cores)."),
@@ -31,10 +33,10 @@ def infer(
     largest_only: bool = typer.Option(False, "--largest-only", help="Keep only the largest connected piece of the mesh."),
     preview: bool = typer.Option(True, "--preview/--no-preview", help="Write <stem>.preview.png: input, "
                                  "normals, depth, silhouette and the mesh from three sides."),
-    height_m: Optional[float] = typer.Option(None, "--height-m", help="Real height of the object in metres: "
-                                             "report metric sizes and volume."),
-    width_m: Optional[float] = typer.Option(None, "--width-m", help="Real width (left-right) in metres, "
-                                            "instead of --height-m."),
+    height_m: Optional[float] = options.positive_float(None, "Real height of the object in metres: "
+                                                       "report metric sizes and volume.", "--height-m"),
+    width_m: Optional[float] = options.positive_float(None, "Real width (left-right) in metres, "
+                                                      "instead of --height-m.", "--width-m"),
 ):
     """Reconstruct a 3D mesh from each picture: OUT/<stem>.<format>, OUT/<stem>.preview.png, OUT/summary.json.
 
@@ -62,16 +64,21 @@ def infer(
             err.print(f"[yellow]note[/] {net}: {ui.esc(note)}")
         summary = {"model": str(reconstructor.model.path), "providers": reconstructor.providers,
                    "threshold": reconstructor.threshold, "formats": list(formats), "results": []}
-        with progress_bar(err, len(inputs)) as advance:
-            for start in range(0, len(inputs), batch):
-                chunk = inputs[start:start + batch]
-                results = reconstructor.batch(chunk, names=chunk, height_m=height_m, width_m=width_m)
-                for source, stem, result in zip(chunk, stems[start:start + batch], results):
-                    entry = save_result(result, source, out, stem, formats, preview)
-                    summary["results"].append(entry)
-                    report(ui.out, entry)
-                    advance()
-                write_summary(out, summary)
+        try:
+            with progress_bar(err, len(inputs)) as advance:
+                for start in range(0, len(inputs), batch):
+                    chunk = inputs[start:start + batch]
+                    results = reconstructor.batch(chunk, names=chunk, height_m=height_m, width_m=width_m)
+                    for source, stem, result in zip(chunk, stems[start:start + batch], results):
+                        entry = save_result(result, source, out, stem, formats, preview)
+                        summary["results"].append(entry)
+                        report(ui.out, entry)
+                        advance()
+                    write_summary(out, summary)
+        except KeyboardInterrupt:  # summary.json lists exactly the pictures whose files are on disk
+            summary["interrupted"] = True
+            write_summary(out, summary)
+            raise
     failed = sum(entry["status"] != "ok" for entry in summary["results"])
     ui.out.print(f"{len(inputs) - failed} of {len(inputs)} reconstructed; summary: {ui.esc(out / 'summary.json')}")
     if failed:
@@ -107,22 +114,11 @@ def expand_inputs(arguments: List[str]) -> List[str]:
 
 
 def prepare_output(out: Path) -> Path:
-    """Create the output folder and prove it writable now, before any work (InputError otherwise)."""
-    import os
-    import tempfile
+    """Create the output folder and prove it writable now, before any work (InputError otherwise);
+    temporary files an earlier, killed run left there are removed."""
+    from recon.runtime.fileio import check_output_dir
 
-    from recon.runtime.errors import InputError
-
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as error:
-        raise InputError(f"--out {out}: output folder is not writable ({error.strerror or error})") from None
-    return out
+    return check_output_dir(out, "--out")
 
 
 def unique_stems(inputs: List[str]) -> List[str]:

@@ -14,6 +14,8 @@ A picture with an alpha channel also gives the silhouette channel of the voxel n
 from __future__ import annotations
 
 import io
+import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +24,13 @@ from typing import Optional, Sequence
 import numpy as np
 
 from recon.runtime.backends import (EngineFromPlan, OnnxRuntimeRunner, SessionFromOnnx, TensorRTRunner)
-from recon.runtime.errors import InputError, ModelError
+from recon.runtime.errors import InputError, ModelError, ReconError
 from recon.runtime.images import Picture, load_image
 from recon.runtime.meshing import marching_cubes, mesh_stats
 from recon.runtime.meshio import MESH_WRITERS
 from recon.runtime.model import ModelInfo, default_model_dir, load_model_dir
 from recon.runtime.preprocess import Box, crop_image, crop_map, frame_box, normalize_image, whole_image_box
+from recon.runtime.system import check_batch_memory
 
 __all__ = ["Reconstructor", "Result", "OUTPUT_FORMATS", "STAGES", "check_formats", "make_runner"]
 
@@ -92,23 +95,28 @@ class Result:
             raise InputError(f"{out_dir}: cannot create the output folder ({error.strerror or error})") from None
         stem = stem or Path(self.name).stem or "result"
         written = {}
-        for fmt in formats:
-            path = out_dir / f"{stem}.{fmt}"
-            if fmt == "npy":
-                buffer = io.BytesIO()
-                np.save(buffer, self.voxels.astype(np.float32), allow_pickle=False)
-                write_bytes_atomic(path, buffer.getvalue())
-            elif fmt == "binvox":
-                write_binvox(path, self.voxels > self.threshold)
-            else:
-                save_mesh(self.mesh, path, fmt)
-            written[fmt] = path
-        if preview:
-            from recon.runtime.pictures import save_png
+        try:  # the files of one result are a group: a failed or interrupted write removes those written
+            for fmt in formats:
+                path = out_dir / f"{stem}.{fmt}"
+                if fmt == "npy":
+                    buffer = io.BytesIO()
+                    np.save(buffer, self.voxels.astype(np.float32), allow_pickle=False)
+                    write_bytes_atomic(path, buffer.getvalue())
+                elif fmt == "binvox":
+                    write_binvox(path, self.voxels > self.threshold)
+                else:
+                    save_mesh(self.mesh, path, fmt)
+                written[fmt] = path
+            if preview:
+                from recon.runtime.pictures import save_png
 
-            path = out_dir / f"{stem}.preview.png"
-            save_png(path, self.preview())
-            written["preview"] = path
+                path = out_dir / f"{stem}.preview.png"
+                save_png(path, self.preview())
+                written["preview"] = path
+        except BaseException:
+            for path in written.values():
+                path.unlink(missing_ok=True)
+            raise
         return written
 
     def preview(self, cell: int = 160) -> np.ndarray:
@@ -216,7 +224,12 @@ class Reconstructor:
             raise InputError(f"batch: must be an integer >= 1, got {batch!r}")
         if threshold is not None and not 0 < threshold < 1:
             raise InputError(f"threshold: must be between 0 and 1 (exclusive), got {threshold}")
+        if model_dir is not None and not isinstance(model_dir, (str, os.PathLike)):
+            raise InputError(f"model_dir: expected the path of a model folder (str or Path) or None for the "
+                             f"installed model, got {type(model_dir).__name__} {model_dir!r}")
+        self.runners = {}  # (first: close() works whatever fails below)
         self.model = load_model_dir(default_model_dir() if model_dir is None else model_dir)
+        check_batch_memory(self.model, batch)
         self.batch_size = batch
         self.threshold = self.model.threshold if threshold is None else float(threshold)
         self.smooth, self.largest_only = int(smooth), bool(largest_only)
@@ -245,6 +258,11 @@ class Reconstructor:
             runner.deactivate()
         self.runners = {}
 
+    def _check_open(self) -> None:
+        if not self.runners:
+            raise ReconError("this Reconstructor is closed (close() was called or its `with` block ended); "
+                             "make a new one")
+
     def __enter__(self):
         return self
 
@@ -257,6 +275,7 @@ class Reconstructor:
         concurrently: a recon.runtime.stream.Stream (iterate it; see that module for the options)."""
         from recon.runtime.stream import Stream
 
+        self._check_open()
         return Stream(self, source, every=every, max_latency_ms=max_latency_ms, live=live, **options)
 
     def __call__(self, image, **options) -> Result:
@@ -272,12 +291,13 @@ class Reconstructor:
         names the picture); the others go on. bgr: arrays are OpenCV BGR(A). height_m / width_m: the
         object's real height (y extent) or width (x extent) in metres, to report metric sizes.
         """
+        self._check_open()
         threshold = self.threshold if threshold is None else float(threshold)
         if not 0 < threshold < 1:
             raise InputError(f"threshold: must be between 0 and 1 (exclusive), got {threshold}")
         for label, value in (("height_m", height_m), ("width_m", width_m)):
-            if value is not None and not value > 0:
-                raise InputError(f"{label}: must be a positive length in metres, got {value}")
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise InputError(f"{label}: must be a positive, finite length in metres, got {value}")
         if height_m is not None and width_m is not None:
             raise InputError("height_m and width_m: give one of them, not both")
         names = list(names) if names is not None else [_name_of(image, i) for i, image in enumerate(images)]
