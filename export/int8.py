@@ -12,6 +12,9 @@ weights, symmetric INT8 activations (the form TensorRT's explicit quantisation a
 low-precision transforms take as they are), MinMax ranges. ONNX Runtime and OpenVINO run
 MODEL/<net>.int8.onnx (`Reconstructor(precision="int8")`, `--int8`).
 
+The gate runs on every engine the runtime may run the twins on (`int8_engines`: ONNX Runtime, and
+OpenVINO where installed), each against FP32 on the dataset's test views; all must pass.
+
 Fallback per layer: when the gate fails, the FALLBACKS steps keep more layers in FP32 (excluded from
 quantisation): first the stem and the heads (the layers nearest the pixels and the outputs), then
 every ConvTranspose too. When the last step still fails the twins are refused (ModelError with the
@@ -199,6 +202,21 @@ def engine_calibration(folder, *, data, image_size: int, voxel_res: int, mean, s
             for net in NETS}
 
 
+def int8_engines() -> dict:
+    """engine -> open_candidate(path) for every engine the runtime may run the twins on: ONNX Runtime,
+    and OpenVINO where installed (its INT8 kernels round differently: each is gated on its own)."""
+    import importlib.util
+
+    from recon.export.parity import ort_session
+
+    engines = {"onnxruntime": ort_session}
+    if importlib.util.find_spec("openvino") is not None:
+        from recon.runtime.openvino_backend import CompiledFromOnnx, OpenVINORunner
+
+        engines["openvino"] = lambda path: OpenVINORunner(CompiledFromOnnx(path, "fp32", label="int8")).activate()
+    return engines
+
+
 def make_int8_twins(folder: str | Path, *, data, image_size: int, voxel_res: int, mean, std, threshold: float,
                     max_drop: float = MAX_IOU_DROP, force: bool = False, samples: int = CALIBRATION_SAMPLES,
                     log: Callable[[str], None] | None = print) -> dict:
@@ -227,20 +245,24 @@ def make_int8_twins(folder: str | Path, *, data, image_size: int, voxel_res: int
         excluded = {net: excluded_by(nodes[net]) for net in NETS}
         for net in NETS:
             quantize_net(fp32[net], twins[net], feeds[net], excluded[net])
-        gate = fp16_gate(fp32, twins, image_size=image_size, voxel_res=voxel_res, mean=mean, std=std,
-                         threshold=threshold, data=data, log=log, max_drop=max_drop, label="int8")
-        tried.append({"step": step, "excluded": excluded, "passed": gate["passed"], "summary": describe(gate)})
-        if gate["passed"]:
+        gates = {engine: fp16_gate(fp32, twins, image_size=image_size, voxel_res=voxel_res, mean=mean, std=std,
+                                   threshold=threshold, data=data, log=None, max_drop=max_drop, label="int8",
+                                   open_candidate=opener)
+                 for engine, opener in int8_engines().items()}
+        passed = all(gate["passed"] for gate in gates.values())
+        summary = "; ".join(f"{engine}: {describe(gate)}" for engine, gate in gates.items())
+        tried.append({"step": step, "excluded": excluded, "passed": passed, "summary": summary})
+        if passed:
             break
-        say(f"INT8 ({step}) fails the gate: {describe(gate)}")
-    figures = {"step": step, "excluded": excluded, "gate": gate, "tried": tried, "passed": gate["passed"],
+        say(f"INT8 ({step}) fails the gate: {summary}")
+    figures = {"step": step, "excluded": excluded, "gates": gates, "tried": tried, "passed": passed,
                "calibration": {"split": "train", "views": calibrated, "method": "MinMax", "per_channel": True,
-                               "symmetric": True}, "summary": describe(gate)}
-    if not gate["passed"] and not force:
+                               "symmetric": True}, "summary": summary}
+    if not passed and not force:
         for path in twins.values():
             path.unlink(missing_ok=True)
-        raise ModelError(f"INT8 twins fail the accuracy gate after {len(tried)} fallback steps (last: {step}, "
-                         f"{describe(gate)}); export without --int8, or pass --force to keep them anyway")
+        raise ModelError(f"INT8 twins fail the accuracy gate after {len(tried)} fallback steps (last: {step}; "
+                         f"{summary}); export without --int8, or pass --force to keep them anyway")
     from recon.runtime.system import tensorrt_version
 
     version = trt_header_version(tensorrt_version())
@@ -250,7 +272,7 @@ def make_int8_twins(folder: str | Path, *, data, image_size: int, voxel_res: int
     figures["kept"] = True
     figures["tensorrt_cache"] = {"files": [cache_path(folder, n).name for n in NETS], "header_version": version}
     quantised = {net: len(nodes[net]) - len(excluded[net]) for net in NETS}
-    verdict = "PASSED" if gate["passed"] else "kept despite the failed gate (--force)"
+    verdict = "PASSED" if passed else "kept despite the failed gate (--force)"
     say(f"INT8 twins ({step}: {quantised['sketch']}/{len(nodes['sketch'])} sketch and {quantised['voxel']}/"
-        f"{len(nodes['voxel'])} voxel layers INT8) {verdict}: {describe(gate)}")
+        f"{len(nodes['voxel'])} voxel layers INT8) {verdict}: {summary}")
     return figures
