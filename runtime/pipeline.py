@@ -24,7 +24,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from recon.runtime.backends import (EngineFromPlan, OnnxRuntimeRunner, SessionFromOnnx, TensorRTRunner)
+from recon.runtime.color import paint
+from recon.runtime.confidence import evidence, judge, load_calibration
 from recon.runtime.errors import InputError, ModelError, ReconError
+from recon.runtime.framing import apply_framing, per_picture
 from recon.runtime.images import Picture, load_image
 from recon.runtime.meshing import marching_cubes, mesh_stats
 from recon.runtime.meshio import MESH_WRITERS
@@ -62,6 +65,9 @@ class Result:
     faces: int = 0
     watertight: bool = False
     timings: dict = field(default_factory=dict)  # milliseconds per stage: preprocess, sketch, voxel, mesh
+    confidence: Optional[float] = None  # [0, 1], see recon.runtime.confidence; None: the model is not calibrated
+    framing: str = "auto"  # what framed the picture: auto (the sketch net), alpha, mask or box
+    view: object = None  # recon.runtime.color.ViewFit: the camera found for the vertex colours (None: grey mesh)
 
     @property
     def ok(self) -> bool:
@@ -69,8 +75,8 @@ class Result:
 
     def summary(self) -> dict:
         """The JSON-able numbers (what summary.json holds per input)."""
-        keys = ("name", "status", "error", "threshold", "volume", "bbox", "scale_m", "volume_m3", "bbox_m",
-                "vertices", "faces", "watertight")
+        keys = ("name", "status", "error", "confidence", "framing", "threshold", "volume", "bbox", "scale_m",
+                "volume_m3", "bbox_m", "vertices", "faces", "watertight")
         out = {key: getattr(self, key) for key in keys}
         out["timings_ms"] = {k: round(v, 2) for k, v in self.timings.items()}
         return out
@@ -78,14 +84,17 @@ class Result:
     def save(self, out_dir, stem: str | None = None, formats: Sequence[str] = ("obj",), preview: bool = True) -> dict:
         """Write OUT/<stem>.<format> for each format (meshes: meshio.MESH_WRITERS; voxels: npy = the
         probabilities, binvox = the grid at the threshold) and OUT/<stem>.preview.png; every file
-        atomically; OUT is created when missing. Returns {format or "preview": path}. A failed result writes nothing."""
+        atomically; OUT is created when missing. Returns {format or "preview": path}. A failed result writes nothing; a no_object one
+        only its preview (confidence.MESH_STATUSES have their mesh saved)."""
+        from recon.runtime.confidence import MESH_STATUSES
         from recon.runtime.fileio import write_bytes_atomic
         from recon.runtime.meshio import save_mesh
         from recon.runtime.voxels import write_binvox
 
         formats = check_formats(formats)
-        if not self.ok:
+        if self.mesh is None:
             return {}
+        formats = formats if self.status in MESH_STATUSES else ()
         out_dir = Path(out_dir)
         if out_dir.exists() and not out_dir.is_dir():
             raise InputError(f"{out_dir}: exists and is not a folder")
@@ -119,15 +128,28 @@ class Result:
             raise
         return written
 
+    def to_html(self, title: str | None = None) -> str:
+        """One self-contained HTML page with this result in the interactive 3D viewer (recon.runtime.viewer)."""
+        from recon.runtime.viewer import gallery_html
+
+        return gallery_html([self], title=title or self.name)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the 3D viewer (in an iframe, so its script runs apart from the notebook's)."""
+        from recon.runtime.viewer import notebook_html
+
+        return notebook_html(self.to_html())
+
     def preview(self, cell: int = 160) -> np.ndarray:
         """input | normals | depth | silhouette | the mesh from three viewpoints, as one picture."""
         from recon.runtime.pictures import contact_sheet, depth_image, mask_image, normals_image
         from recon.runtime.render import render_preview
 
         mask = self.sketch["silhouette"] > 0.5
+        verdict = self.status if self.confidence is None else f"{self.status} {self.confidence:.2f}"
         row = [self.image, normals_image(self.sketch["normals"], mask), depth_image(self.sketch["depth"], mask),
                mask_image(mask), render_preview(self.mesh, size=cell)]
-        return contact_sheet([row], column_labels=["input (framed)", "normals", "depth", "silhouette", "mesh"],
+        return contact_sheet([row], column_labels=[f"input: {verdict}", "normals", "depth", "silhouette", "mesh"],
                              cell=cell)
 
 
@@ -200,6 +222,8 @@ class _Item:
     picture: Picture
     timings: dict
     mask: Optional[np.ndarray] = None  # object mask in the picture's pixels
+    framing: str = "auto"  # where that mask came from (Result.framing)
+    net_silhouette: Optional[np.ndarray] = None  # the sketch net's own (S, S) silhouette, for confidence
     box: Optional[Box] = None
     crop: Optional[np.ndarray] = None
     sketch: Optional[dict] = None
@@ -219,7 +243,7 @@ class Reconstructor:
 
     def __init__(self, model_dir=None, device: str = "auto", threads: int | None = None, batch: int = 8,
                  threshold: float | None = None, smooth: int = 0, largest_only: bool = False,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", color: bool = True):
         if not isinstance(batch, int) or batch < 1:
             raise InputError(f"batch: must be an integer >= 1, got {batch!r}")
         if threshold is not None and not 0 < threshold < 1:
@@ -230,9 +254,11 @@ class Reconstructor:
         self.runners = {}  # (first: close() works whatever fails below)
         self.model = load_model_dir(default_model_dir() if model_dir is None else model_dir)
         check_batch_memory(self.model, batch)
+        self.calibration = load_calibration(self.model)  # None: the folder has no confidence.json
         self.batch_size = batch
         self.threshold = self.model.threshold if threshold is None else float(threshold)
         self.smooth, self.largest_only = int(smooth), bool(largest_only)
+        self.color = bool(color)  # vertex colours from the picture (recon.runtime.color)
         self.device = device
         self.runners = {}
         try:
@@ -284,12 +310,18 @@ class Reconstructor:
 
     def batch(self, images: Sequence, *, bgr: bool = False, names: Sequence[str] | None = None,
               threshold: float | None = None, height_m: float | None = None, width_m: float | None = None,
-              smooth: int | None = None, largest_only: bool | None = None) -> list[Result]:
+              smooth: int | None = None, largest_only: bool | None = None, mask=None, box=None,
+              color: bool | None = None) -> list[Result]:
         """Results in input order; the networks run on `batch` pictures at a time.
 
         A picture that cannot be read, or where no object is found, gives a failed Result (its error
         names the picture); the others go on. bgr: arrays are OpenCV BGR(A). height_m / width_m: the
         object's real height (y extent) or width (x extent) in metres, to report metric sizes.
+        mask / box: the object's mask or box from another tool, instead of the sketch net's framing pass:
+        one for every picture, a folder or table matched by picture stem, or a list with one entry per
+        picture (recon.runtime.framing.per_picture); a picture whose mask or box is missing or does not
+        fit it fails alone. A mask also gives the voxel net's silhouette channel, as alpha does.
+        color: vertex colours from the picture (recon.runtime.color; None: as the Reconstructor was made).
         """
         self._check_open()
         threshold = self.threshold if threshold is None else float(threshold)
@@ -303,17 +335,19 @@ class Reconstructor:
         names = list(names) if names is not None else [_name_of(image, i) for i, image in enumerate(images)]
         if len(names) != len(images):
             raise InputError(f"names: {len(names)} names for {len(images)} images")
+        given = per_picture(names, mask, box)
         results: list[Result | None] = [None] * len(images)
         items = []
         for index, image in enumerate(images):
             start = time.perf_counter()
             try:
                 picture = load_image(image, background=self.model.background, bgr=bgr, name=names[index])
+                picture, framing_mask, framing = apply_framing(picture, *given[index], self.model.background)
             except InputError as error:
                 results[index] = Result(names[index], status="failed", error=str(error))
                 continue
             items.append(_Item(index, picture, {"preprocess": _ms(start), "sketch": 0.0, "voxel": 0.0, "mesh": 0.0},
-                               mask=picture.mask))
+                               mask=framing_mask, framing=framing))
 
         items = self._find_objects(items, results)
         self._frame(items)
@@ -323,8 +357,14 @@ class Reconstructor:
             results[item.index] = self._mesh(item, threshold, height_m, width_m,
                                              self.smooth if smooth is None else smooth,
                                              self.largest_only if largest_only is None else largest_only)
+            if self.calibration is not None:
+                judge(results[item.index], self.calibration, evidence(item.net_silhouette, item.mask, item.box,
+                                                                      item.framing, item.voxels, threshold,
+                                                                      self.model.fill))
         for result in results:
             result.threshold = threshold
+            if self.color if color is None else color:
+                paint(result)
         return results
 
     # ---------------------------------------------------------------- stages
@@ -350,7 +390,6 @@ class Reconstructor:
 
     def _find_objects(self, items: list[_Item], results: list) -> list[_Item]:
         """Pictures without alpha: a sketch pass over the centred whole picture finds the silhouette."""
-        size = self.model.image_size
         kept = []
         for item in items:
             rgb = item.picture.rgb
@@ -366,7 +405,9 @@ class Reconstructor:
             start = time.perf_counter()
             height, width = item.picture.rgb.shape[:2]
             boxes.append(whole_image_box(height, width))
-            inputs.append(self._normalized(crop_image(item.picture.rgb, boxes[-1], size)))
+            # At the model's framing size (a quarter of the pixels for edge2): finding the object needs
+            # its silhouette only, not the detail the main pass on the crop gives.
+            inputs.append(self._normalized(crop_image(item.picture.rgb, boxes[-1], self.model.framing_size)))
             item.timings["preprocess"] += _ms(start)
         for item, box, out in zip(todo, boxes, self._run("sketch", "image", inputs, todo) if todo else []):
             height, width = item.picture.rgb.shape[:2]
@@ -391,7 +432,7 @@ class Reconstructor:
         inputs = [self._normalized(item.crop) for item in items]
         kept = []
         for item, out in zip(items, self._run("sketch", "image", inputs, items) if items else []):
-            silhouette = out["silhouette"][0].astype(np.float32, copy=False)
+            silhouette = item.net_silhouette = out["silhouette"][0].astype(np.float32, copy=False)
             if item.picture.mask is not None:  # the alpha channel is a better silhouette than a guess
                 silhouette = crop_map(item.picture.mask, item.box, size).astype(np.float32)
             item.sketch = {"normals": np.ascontiguousarray(out["normals"].transpose(1, 2, 0), dtype=np.float32),
@@ -411,7 +452,7 @@ class Reconstructor:
     def _mesh(self, item: _Item, threshold: float, height_m, width_m, smooth: int, largest_only: bool) -> Result:
         start = time.perf_counter()
         result = Result(item.picture.name, image=item.crop, box=item.box, sketch=item.sketch, voxels=item.voxels,
-                        threshold=threshold, timings=item.timings)
+                        threshold=threshold, timings=item.timings, framing=item.framing)
         if not (item.voxels > threshold).any():
             result.status = "failed"
             result.error = f"{item.picture.name}: no voxel above threshold {threshold} (try a lower threshold)"

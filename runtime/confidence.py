@@ -1,0 +1,158 @@
+"""How sure the model is that a picture shows an object it knows, and when it refuses.
+
+`Result.confidence` is the calibrated probability (equal priors) that the picture shows one object of
+the trained kinds (chair, car, airplane), framed and reconstructed as the model does on its training
+renders. It is a logistic regression on evidence the networks give (`evidence`): the silhouette's size,
+certainty, compactness and fragmentation, how far it touches the crop's edge, how well the framing
+pass's silhouette and the main pass's agree, and how sure and how full the voxel grid is. The fit
+(`recon.train.calibration`, re-run with `scripts/calibrate_confidence.py MODEL`) takes the training
+split's plain renders as objects and generated non-objects (noise, flat textures, empty cluttered
+rooms, rendered shapes of other kinds) as the rest, and is stored as MODEL/confidence.json, listed
+with its sha256 in model.json and tied to the sha256 of the networks it was fitted on.
+
+Statuses (STATUSES): `ok` when confidence >= accept; `low_confidence` when refuse <= confidence <
+accept (the mesh is still made and saved); `no_object` below refuse (only the preview is saved).
+accept is the level that 2% of the training renders fall below; refuse is min(0.5, accept): where
+"not an object" is the likelier answer. A model folder without confidence.json gives confidence None
+and leaves statuses alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from recon.runtime.errors import ModelError
+from recon.runtime.preprocess import Box, crop_map
+
+__all__ = ["STATUSES", "CALIBRATION_FILE", "FEATURES", "Calibration", "evidence", "load_calibration", "judge"]
+
+STATUSES = ("ok", "low_confidence", "no_object", "failed")
+MESH_STATUSES = ("ok", "low_confidence")  # statuses whose mesh is saved
+CALIBRATION_FILE = "confidence.json"
+CALIBRATION_FORMAT = "recon-confidence"
+
+# The evidence, in the order the fitted weights use (explained in `evidence`).
+FEATURES = ("silhouette_area", "silhouette_certainty", "edge_contact", "largest_part", "parts", "box_fill",
+            "fill_error", "framing_iou", "framing_box_iou", "framing_area", "voxel_entropy", "voxel_occupancy",
+            "voxel_solidity")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted logistic regression over FEATURES (standardised) and the two status thresholds."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    weights: np.ndarray
+    bias: float
+    accept: float
+    refuse: float
+
+    def confidence(self, features: dict) -> float:
+        x = (np.array([features[name] for name in FEATURES], np.float64) - self.mean) / self.std
+        return float(1.0 / (1.0 + np.exp(-(x @ self.weights + self.bias))))
+
+    def status(self, confidence: float) -> str:
+        return "ok" if confidence >= self.accept else "low_confidence" if confidence >= self.refuse else "no_object"
+
+    def to_dict(self, fitted_on: dict, report: dict) -> dict:
+        return {"format": CALIBRATION_FORMAT, "format_version": 1, "features": list(FEATURES),
+                "mean": self.mean.tolist(), "std": self.std.tolist(), "weights": self.weights.tolist(),
+                "bias": self.bias, "accept": self.accept, "refuse": self.refuse, "fitted_on": fitted_on,
+                "report": report}
+
+
+def load_calibration(model) -> Calibration | None:
+    """MODEL/confidence.json (already hash-checked against model.json by load_model_dir), or None when the
+    folder has none. ModelError when it is malformed or was fitted on other networks."""
+    if CALIBRATION_FILE not in model.files:
+        return None
+    path = model.path / CALIBRATION_FILE
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != CALIBRATION_FORMAT or data.get("features") != list(FEATURES):
+            raise ValueError("another format or feature list")
+        calibration = Calibration(*(np.asarray(data[k], np.float64) for k in ("mean", "std", "weights")),
+                                  float(data["bias"]), float(data["accept"]), float(data["refuse"]))
+        fitted_on = dict(data["fitted_on"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelError(f"{path}: unreadable confidence calibration ({error}); re-run "
+                         f"scripts/calibrate_confidence.py {model.path}") from None
+    for name, sha256 in fitted_on.items():
+        if model.files.get(name, {}).get("sha256") != sha256:
+            raise ModelError(f"{path}: fitted on another {name}; re-run scripts/calibrate_confidence.py {model.path}")
+    if not (calibration.weights.shape == calibration.mean.shape == calibration.std.shape == (len(FEATURES),)):
+        raise ModelError(f"{path}: expected {len(FEATURES)} weights, means and deviations")
+    return calibration
+
+
+def _bounds(mask: np.ndarray):
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return (rows[0], cols[0], rows[-1] + 1, cols[-1] + 1) if rows.size else None
+
+
+def _box_iou(a, b) -> float:
+    if a is None or b is None:
+        return 0.0
+    height = min(a[2], b[2]) - max(a[0], b[0])
+    width = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0, height) * max(0, width)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union else 0.0
+
+
+def evidence(silhouette: np.ndarray, framing_mask: np.ndarray, box: Box, framing: str, voxels: np.ndarray,
+             threshold: float, fill: float) -> dict:
+    """The features of one picture, each a float.
+
+    silhouette: the sketch net's own (S, S) probabilities over the crop; framing_mask: the (H, W) mask the
+    crop was framed from (the framing pass's silhouette, alpha, a given mask, or a given box's rectangle);
+    box: that crop; framing: auto, alpha, mask or box; voxels: (R, R, R) probabilities.
+    """
+    from scipy import ndimage
+
+    size = silhouette.shape[0]
+    solid = silhouette > 0.5
+    area = int(solid.sum())
+    labels, count = ndimage.label(solid)
+    parts = np.bincount(labels.ravel())[1:] if count else np.zeros(1)
+    bounds = _bounds(solid)
+    edge = np.concatenate([solid[0], solid[-1], solid[:, 0], solid[:, -1]])
+    framed = crop_map(framing_mask, box, size).astype(bool)
+    framed_bounds = _bounds(framed)
+    union = int((framed | solid).sum())
+    box_iou = _box_iou(framed_bounds, bounds)
+    # A box has no pixels to compare with: its rectangle's agreement is the box IoU.
+    pixel_iou = box_iou if framing == "box" else (float((framed & solid).sum() / union) if union else 0.0)
+    longer = max(bounds[2] - bounds[0], bounds[3] - bounds[1]) / size if bounds else 0.0
+    box_area = (bounds[2] - bounds[0]) * (bounds[3] - bounds[1]) if bounds else 0
+    p = np.clip(voxels.astype(np.float64), 1e-6, 1 - 1e-6)
+    shell = p > 0.05
+    entropy = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+    occupied = p > threshold
+    return {
+        "silhouette_area": area / solid.size,  # the crop's share the net calls object
+        "silhouette_certainty": float(np.abs(2 * silhouette - 1).mean()),  # 1: every pixel sure either way
+        "edge_contact": float(edge.mean()),  # silhouette running off the crop: clutter, or a cut object
+        "largest_part": float(parts.max() / area) if area else 0.0,  # 1: one connected piece
+        "parts": float(np.log1p(count)),
+        "box_fill": area / box_area if box_area else 0.0,  # the silhouette's share of its own box
+        "fill_error": abs(longer - fill),  # the framing should make the longer side `fill` of the crop
+        "framing_iou": pixel_iou,
+        "framing_box_iou": box_iou,
+        "framing_area": float(framing_mask.mean()),  # the framing mask's share of the whole picture
+        "voxel_entropy": float(entropy[shell].mean()) if shell.any() else 1.0,  # bits: 0 sure, 1 a coin toss
+        "voxel_occupancy": float(occupied.mean()),
+        "voxel_solidity": float(p[occupied].mean()) if occupied.any() else 0.0,
+    }
+
+
+def judge(result, calibration: Calibration, features: dict) -> None:
+    """Set an ok result's confidence and status from the calibration (a failed result stays as it is)."""
+    if result.status != "ok":
+        return
+    result.confidence = round(calibration.confidence(features), 4)
+    result.status = calibration.status(result.confidence)
