@@ -115,7 +115,7 @@ def print_measured(console, report: dict) -> None:
     from recon.cli.console import esc
 
     console.print(esc(f"model {report['model']} on {report['provider']} (device {report['device']}, "
-                      f"{report['precision'].upper()}); inputs: {report['inputs']}; {report['warmup']} warm-up + "
+                      f"{report['precision'].upper()} files); inputs: {report['inputs']}; {report['warmup']} warm-up + "
                       f"{report['iterations']} timed runs"))
     for batch, entry in report["batches"].items():
         table = Table(title=f"measured, batch {batch}: latency per call (ms) and throughput")
