@@ -35,6 +35,32 @@ def frame_box(mask: np.ndarray, fill: float = DEFAULT_FILL) -> Box | None:
     return Box((top + bottom - side) / 2, (left + right - side) / 2, side)
 
 
+def main_component(mask: np.ndarray, keep: float = 0.1) -> np.ndarray:
+    """The largest connected region of a silhouette, plus the regions of at least `keep` of its area
+    that overlap its bounding box (an object's parts that a coarse pass split apart); a cluttered
+    picture's stray false positives and other objects beside it are dropped."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask)
+    if count <= 1:
+        return mask
+    areas = np.bincount(labels.ravel())[1:]
+    largest = int(np.argmax(areas)) + 1
+    (rows, cols), = ndimage.find_objects((labels == largest).astype(np.int32))
+    kept = {largest} | {int(i) for i in np.unique(labels[rows, cols]) if i and areas[i - 1] >= keep * areas.max()}
+    return np.isin(labels, sorted(kept))
+
+
+def box_iou(a: Box | None, b: Box | None) -> float:
+    """Intersection over union of two square crops (0 when either is missing)."""
+    if a is None or b is None:
+        return 0.0
+    top, left = max(a.top, b.top), max(a.left, b.left)
+    bottom, right = min(a.top + a.side, b.top + b.side), min(a.left + a.side, b.left + b.side)
+    inter = max(0.0, bottom - top) * max(0.0, right - left)
+    return inter / (a.side ** 2 + b.side ** 2 - inter)
+
+
 def whole_image_box(height: int, width: int) -> Box:
     """The centred square over a whole image (used when there is no silhouette yet)."""
     side = max(height, width)

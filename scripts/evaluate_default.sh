@@ -15,14 +15,22 @@ PY=.venv/bin/python
 PICK=${REAL:-$SYNTH}
 mkdir -p "$RESULTS"
 
+# The variants whose checkpoints the run has (edge2's recipe trains no joint or direct stage); the
+# deployable chain is sketch + joint, else sketch + voxel ("no-refine"), as `recon-cli export` picks.
+declare -A NEEDS=([full]=joint [no-refine]=voxel [direct]=direct)
+VARIANTS=()
 for variant in full no-refine direct; do
+  [ -f "$RUN/${NEEDS[$variant]}.pt" ] && VARIANTS+=("$variant")
+done
+DEPLOYED=$([ -f "$RUN/joint.pt" ] && echo full || echo no-refine)
+for variant in "${VARIANTS[@]}"; do
   threshold=$(scripts/best_threshold.sh "$PICK" "$RUN" "$variant" "$RUN/threshold-$variant.json")
   COLUMNS=120 $CLI eval --data "$SYNTH" --model "$RUN" --variant "$variant" --trials 3 --threshold "$threshold" \
     --json "$RUN/eval-$variant.json" | tee "$RESULTS/eval-$variant.txt"
 done
-cp "$RUN/eval-full.json" "$RUN/eval.json"
-$PY - "$RUN" "$SYNTH" $REAL <<'PY'
-import json, sys
+cp "$RUN/eval-$DEPLOYED.json" "$RUN/eval.json"
+PRESET=${PRESET:-edge2} $PY - "$RUN" "$SYNTH" $REAL <<'PY'
+import json, os, sys
 run, *folders = sys.argv[1:]
 data = []
 for folder in folders:
@@ -34,10 +42,10 @@ for folder in folders:
                           if manifest["kind"] == "build" else "our own procedural shapes: no third-party terms"})
 recipe = {"data": ["scripts/make_data.sh"] + (["scripts/make_corpus_data.sh"] if len(folders) > 1 else []),
           "train": "scripts/train_default.sh", "evaluate": "scripts/evaluate_default.sh", "seed": 0,
-          "preset": "edge", "datasets": data, "metrics": [json.loads(l) for l in open(f"{run}/metrics.jsonl")]}
+          "preset": os.environ.get("PRESET", "edge2"), "datasets": data, "metrics": [json.loads(l) for l in open(f"{run}/metrics.jsonl")]}
 json.dump(recipe, open(f"{run}/recipe.json", "w"), indent=2)
 PY
-threshold=$($PY -c "import json; print(json.load(open('$RUN/eval-full.json'))['threshold'])")
+threshold=$($PY -c "import json; print(json.load(open('$RUN/eval.json'))['threshold'])")
 COLUMNS=120 $CLI export --weights "$RUN" --out "$MODEL" --threshold "$threshold" | tee "$RESULTS/export.txt"
 COLUMNS=120 $CLI eval --data "$SYNTH" --model "$MODEL" --trials 3 --json "$RUN/eval-onnx.json" | tee "$RESULTS/eval-onnx.txt"
 if [ -n "$REAL" ]; then

@@ -1,6 +1,7 @@
 """Example inputs shipped in examples/: held-out test renders of each category (procedural
-`<category>_test.png`, real CAD meshes `<category>_real.png`), and photograph-like pictures of
-objects no dataset of ours contains. Each comes with its ground-truth voxels (`<name>.voxels.npz`,
+`<category>_test.png`, real CAD meshes `<category>_real.png`), photograph-like pictures of
+objects no dataset of ours contains, and held-out test renders pasted into cluttered scenes
+(`<category>_clutter.jpg`, recon.train.clutter). Each comes with its ground-truth voxels (`<name>.voxels.npz`,
 32^3, the shipped model's resolution) for the shipped-model test.
 
     python scripts/make_examples.py --data data/synth-v1 --real data/corpus-v1 --out examples
@@ -42,6 +43,26 @@ def held_out_renders(data: Path, out: Path, suffix: str) -> None:
                 break
 
 
+def cluttered_renders(data: Path, out: Path, seed: int = 3) -> None:
+    """The second test object of each category, pasted into a cluttered room beside another one."""
+    from recon.train.clutter import compose_scene
+
+    manifest = load_manifest(data)
+    rng = np.random.default_rng(seed)
+    for category in manifest["categories"]:
+        tests = [e for e in manifest["objects"] if e["category"] == category and e["split"] == "test"]
+        entry, other = tests[1], tests[2]
+        view = load_view(data, entry["id"], 1)
+        scene = compose_scene(view["rgb"], view["mask"], rng, size=320, fill_range=(0.45, 0.6),
+                              others=[load_view(data, other["id"], 0)])
+        buffer = io.BytesIO()
+        Image.fromarray(scene["rgb"]).save(buffer, format="JPEG", quality=90)
+        write_bytes_atomic(out / f"{category}_clutter.jpg", buffer.getvalue())
+        save_npz_atomic(out / f"{category}_clutter.voxels.npz", voxels=downsample(load_voxels(data, entry["id"]),
+                                                                                  EXAMPLE_RES))
+        print(f"{category}_clutter.jpg <- {entry['id']} view 1 in a cluttered scene")
+
+
 def flat_background(view: dict) -> bool:
     background = view["rgb"][~view["mask"]]
     return background.std(axis=0).max() < 1
@@ -74,6 +95,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     held_out_renders(args.data, args.out, "test")
     held_out_renders(args.real, args.out, "real")
+    cluttered_renders(args.data, args.out)
     for category in ("chair", "car"):
         photo, voxels = studio_photo(category, UNSEEN_SEED)
         buffer = io.BytesIO()

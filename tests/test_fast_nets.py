@@ -173,3 +173,16 @@ def test_folding_the_decoder_batchnorm_keeps_the_output():
         net.decoder.fold_batchnorm()
         assert isinstance(net.decoder.bn, nn.Identity)
         assert torch.allclose(net(x), before, atol=1e-4)
+
+
+def test_half_resolution_batches_keep_pictures_and_targets_aligned():
+    from recon.train.augment import half_resolution
+
+    batch = {"rgb": torch.zeros(1, 3, 8, 8), "normals": torch.zeros(1, 3, 8, 8), "depth": torch.zeros(1, 1, 8, 8),
+             "mask": torch.zeros(1, 1, 8, 8), "voxels": torch.ones(1, 4, 4, 4)}
+    batch["rgb"][..., 2:6, 2:6] = 1.0
+    batch["mask"][..., 2:6, 2:6] = 1.0
+    half = half_resolution(batch)
+    assert half["rgb"].shape == (1, 3, 4, 4) and half["mask"].shape == (1, 1, 4, 4)
+    assert torch.equal(half["rgb"][0, 0] > 0.5, half["mask"][0, 0] > 0.5)
+    assert half["voxels"] is batch["voxels"]

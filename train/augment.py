@@ -6,7 +6,8 @@ filling about `fill` of the crop), half the time as the framing pass sees a whol
 anywhere, at a quarter to most of the picture, sometimes cut by the frame edge), so one sketch net
 serves both passes. `noisy_sketch` adds the kinds of error the sketch net makes (ragged silhouette
 edges, noisy depth and normals) to ground-truth sketches, so the voxel net trained on them does not
-rely on perfect input.
+rely on perfect input. `half_resolution` shows a batch as the runtime's framing pass sees a whole
+picture: at half the side.
 """
 
 from __future__ import annotations
@@ -55,3 +56,13 @@ def noisy_sketch(sketch: torch.Tensor, strength: float) -> torch.Tensor:
     depth = depth + strength * (0.03 * coarse[:, 3:] + 0.01 * torch.randn_like(depth))
     normals = F.normalize(normals + strength * (0.15 * coarse[:, :3] + 0.1 * torch.randn_like(normals)), dim=1)
     return torch.cat([normals, depth, mask], dim=1)
+
+
+def half_resolution(batch: dict) -> dict:
+    """A sketch batch at half the side: pictures area-averaged, per-pixel targets subsampled (no
+    blending of object and background values)."""
+    out = dict(batch)
+    out["rgb"] = F.avg_pool2d(batch["rgb"], 2)
+    for key in ("normals", "depth", "mask"):
+        out[key] = batch[key][..., ::2, ::2]
+    return out

@@ -334,6 +334,11 @@ def train(cfg: TrainConfig, progress: Callable | None = None) -> dict:
             if progress is not None and rank == 0:
                 progress(epoch, steps, len(loader), {k: v / steps for k, v in totals.items()})
         seconds = time.perf_counter() - start
+        if world > 1:  # sums over every process: metrics.jsonl averages all the epoch's batches, not rank 0's
+            keys = sorted(totals)
+            sums = torch.tensor([totals[k] for k in keys] + [steps], dtype=torch.float64, device=device)
+            torch.distributed.all_reduce(sums)
+            totals, steps = dict(zip(keys, sums[:-1].tolist())), int(sums[-1].item())
         metrics = {"stage": cfg.stage, "epoch": epoch + 1, **{k: round(v / max(steps, 1), 6) for k, v in totals.items()},
                    "samples_per_s": round(samples / seconds, 2), "seconds": round(seconds, 2), "processes": world}
         if rank == 0:

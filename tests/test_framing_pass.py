@@ -1,0 +1,34 @@
+"""The framing pass's silhouette: its main region, crop-box overlap, and that a picture is cropped
+again only where the main pass's silhouette asks for a rather different crop."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recon.runtime.preprocess import Box, box_iou, frame_box, main_component
+
+
+def test_main_component_drops_strays_and_keeps_split_parts():
+    mask = np.zeros((40, 40), bool)
+    mask[5:25, 5:25] = True  # the object
+    mask[10:12, 15:17] = False
+    mask[8:10, 20:22] = True  # inside its box: a part the coarse pass split off (kept when large enough)
+    mask[35:37, 35:37] = True  # a stray pixel blob far away
+    mask[30:40, 0:3] = True  # another object at the edge, outside the main box
+    kept = main_component(mask)
+    assert kept[5:25, 5:25].sum() == mask[5:25, 5:25].sum()
+    assert not kept[35:37, 35:37].any() and not kept[30:40, 0:3].any()
+    assert frame_box(kept, 1.0) == Box(5.0, 5.0, 20.0)
+
+
+def test_main_component_of_one_region_is_the_mask():
+    mask = np.zeros((10, 10), bool)
+    mask[2:5, 2:5] = True
+    assert main_component(mask) is mask
+
+
+def test_box_iou():
+    a = Box(0.0, 0.0, 10.0)
+    assert box_iou(a, a) == 1.0
+    assert box_iou(a, Box(0.0, 5.0, 10.0)) == 50 / 150
+    assert box_iou(a, Box(20.0, 20.0, 5.0)) == 0.0 and box_iou(a, None) == 0.0
