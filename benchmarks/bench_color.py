@@ -8,7 +8,8 @@ Reconstructor without colour; then each variant colours the mesh and is scored:
   same      mean absolute RGB error (0..255) between the input render and the coloured mesh rendered
             unlit from the render's camera, over pixels both show (the visible surface);
   other     the same against view 1 of the object (another camera: mostly surface the input did not see);
-  ms        the colouring's wall time per mesh at batch 1 (median).
+  cpu ms    the colouring's CPU time per mesh at batch 1 (median; wall time rises with other load on
+            the cores, CPU time does not), and wall ms beside it.
 Variants: silhouette only / silhouette + depth pose search, the mirror / nearest fill of unseen
 vertices, the render's true camera ("oracle": what a perfect pose search would give) and one flat
 colour (the mean of the object's pixels: the floor any colouring must beat). Re-run on a new model.
@@ -72,15 +73,19 @@ VARIANTS = {
 }
 
 
-def run_variant(spec: dict, result, view) -> tuple[np.ndarray, ViewFit | None, float]:
-    """(RGBA per vertex, fitted view or None, milliseconds) of one variant on one result."""
+def run_variant(spec: dict, result, view) -> tuple[np.ndarray, ViewFit | None, tuple[float, float]]:
+    """(RGBA per vertex, fitted view or None, (CPU ms, wall ms)) of one variant on one result."""
     sketch, vertices = result.sketch, result.mesh.vertices
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
+
+    def spent() -> tuple[float, float]:
+        return (time.process_time() - cpu) * 1000, (time.perf_counter() - start) * 1000
+
     if spec.get("flat"):
         mask = sketch["silhouette"] > 0.5
         mean = result.image[mask].mean(axis=0)
         rgba = np.tile(np.append(np.rint(mean), 255).astype(np.uint8), (len(vertices), 1))
-        return rgba, None, (time.perf_counter() - start) * 1000
+        return rgba, None, spent()
     fit = None
     if spec.get("oracle"):
         fit = ViewFit(Camera.from_array(view["camera"]), 0.0, 0.0)
@@ -88,7 +93,7 @@ def run_variant(spec: dict, result, view) -> tuple[np.ndarray, ViewFit | None, f
         fit = find_view(vertices, sketch["silhouette"], None)
     rgba, fit = vertex_colors(vertices, result.image, sketch["silhouette"], sketch["depth"], fit=fit,
                               unseen=spec["unseen"])
-    return rgba, fit, (time.perf_counter() - start) * 1000
+    return rgba, fit, spent()
 
 
 def main() -> None:
@@ -98,7 +103,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (the timings share them)")
-    rows = {name: {"az": [], "el": [], "same": [], "other": [], "ms": [], "seen": []} for name in VARIANTS}
+    rows = {name: {"az": [], "el": [], "same": [], "other": [], "cpu": [], "ms": [], "seen": []} for name in VARIANTS}
     with Reconstructor(args.model, threads=1, color=False) as reconstruct:
         for object_id in test_objects(args.data, args.views):
             view, other = (np.load(args.data / "views" / f"{object_id}_{v:02d}.npz") for v in (0, 1))
@@ -107,8 +112,9 @@ def main() -> None:
                 print(f"skipped {object_id}: {result.error}")
                 continue
             for name, spec in VARIANTS.items():
-                rgba, fit, ms = run_variant(spec, result, view)
+                rgba, fit, (cpu, ms) = run_variant(spec, result, view)
                 row = rows[name]
+                row["cpu"].append(cpu)
                 row["ms"].append(ms)
                 row["same"].append(colour_error(result.mesh, rgba, view))
                 row["other"].append(colour_error(result.mesh, rgba, other))
@@ -116,15 +122,15 @@ def main() -> None:
                     row["az"].append(angle_error(fit.camera.azimuth, float(view["camera"][0])))
                     row["el"].append(abs(fit.camera.elevation - float(view["camera"][1])))
                     row["seen"].append(fit.seen)
-    count = len(rows["one flat colour"]["ms"])
+    count = len(rows["one flat colour"]["cpu"])
     print(f"{count} held-out views of {args.data} (view 0 in, view 0 and view 1 scored), renders {RENDER_SIZE} px")
     print(f"{'variant':30s} {'az err med':>10s} {'az<30deg':>8s} {'el err med':>10s} {'seen':>5s} "
-          f"{'RGB err same view':>17s} {'RGB err other view':>18s} {'ms med':>7s}")
+          f"{'RGB err same view':>17s} {'RGB err other view':>18s} {'cpu ms':>6s} {'wall ms':>7s}")
     for name, row in rows.items():
         pose = (f"{np.median(row['az']):10.1f} {np.mean(np.array(row['az']) < 30):8.0%} {np.median(row['el']):10.1f} "
                 f"{np.mean(row['seen']):5.0%}") if row["az"] else f"{'-':>10s} {'-':>8s} {'-':>10s} {'-':>5s}"
         print(f"{name:30s} {pose} {np.nanmean(row['same']):17.1f} {np.nanmean(row['other']):18.1f} "
-              f"{np.median(row['ms']):7.2f}")
+              f"{np.median(row['cpu']):6.2f} {np.median(row['ms']):7.2f}")
 
 
 if __name__ == "__main__":
