@@ -198,3 +198,17 @@ def _has_openvino() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("openvino") is not None
+
+
+def test_profile_runs_the_int8_twins(int8_model, tmp_path):
+    from cli_runner import assert_one_line_error, run_cli
+
+    folder, _ = int8_model
+    out = tmp_path / "profile.json"
+    done = run_cli("profile", "--model", folder, "--device", "cpu", "--int8", "--batch", "1", "--iterations", "1",
+                   "--warmup", "0", "--threads", "1", "--json", out)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    assert report["precision"] == "int8" and report["peak"]["gflops"] > 0
+    assert {entry["provider"] for entry in report["peak"]["nets"].values()} == {"CPUExecutionProvider"}
+    assert_one_line_error(run_cli("profile", "--model", folder, "--fp16", "--int8"), "--fp16 and --int8")
