@@ -196,9 +196,9 @@ def test_preview_sheet_is_written(dataset, tmp_path):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--objects", "0"], "--objects must be positive"),
-    (["--views", "-2"], "--views must be positive"),
-    (["--image-size", "0"], "--image-size must be positive"),
+    (["--objects", "0"], "--objects 0: must be an integer >= 1"),
+    (["--views", "-2"], "--views -2: must be an integer >= 1"),
+    (["--image-size", "0"], "--image-size 0: must be an integer >= 16"),
     (["--categories", "chair,boat"], "unknown category 'boat'"),
 ])
 def test_synth_bad_arguments(tmp_path, args, fragment):
