@@ -133,6 +133,27 @@ def data_r2n2(
     report_dataset(manifest, out)
 
 
+@data_app.command("clutter")
+def data_clutter(
+    data: Path = typer.Option(..., help="Dataset folder whose objects go into the scenes."),
+    out: Path = options.output_dir(..., "Benchmark folder to write."),
+    split: str = typer.Option("test", help="Which split's objects: test or train."),
+    views_per_object: int = options.int_at_least(2, 1, "Cluttered pictures per object (each from another view)."),
+    seed: int = typer.Option(0, help="Seed: same seed, same pictures."),
+    size: int = options.int_at_least(256, 32, "Picture size in pixels (square)."),
+):
+    """Clutter benchmark: objects in cluttered rooms, with true box, mask, voxels and the plain view."""
+    from recon.train.clutter_bench import make_bench
+    from recon.train.data import load_manifest
+
+    total = sum(entry["split"] == split for entry in load_manifest(data)["objects"])
+    bar, advance = object_progress(total, "clutter")
+    with bar:
+        bench = make_bench(data, out, split, views_per_object, seed, size, progress=lambda: advance(None, None))
+    ui.out.print(f"wrote {ui.esc(out)}: {len(bench['entries'])} pictures of {total} {split} objects "
+                 "(manifest.json, pictures/, plain/, masks/, voxels/, boxes.csv)")
+
+
 @data_app.command("preview")
 def data_preview(
     dataset: Path = typer.Argument(..., help="Dataset folder."),
@@ -218,6 +239,8 @@ def _train_options(
     seed: int = typer.Option(0, help="Seed."),
     lr: Optional[float] = options.positive_float(None, "Learning rate (default: the paper's for the stage)."),
     resume: bool = typer.Option(False, help="Continue the stage's checkpoint where it stopped."),
+    allow_new_data: bool = typer.Option(False, help="With --resume: continue although the data, batch or seed "
+                                        "differ from the checkpoint's (recorded in its history)."),
     workers: int = options.int_at_least(0, 0, "DataLoader worker processes."),
     max_objects: Optional[int] = options.int_at_least(None, 1, "Use only the first N training objects of each "
                                                       "category."),
@@ -227,6 +250,8 @@ def _train_options(
     sketch_noise: float = options.nonnegative_float(0.0, "Strength of sketch-net-like errors added to true "
                                                     "sketches (0: none)."),
     clutter: float = options.fraction(0.0, "Fraction of views pasted into cluttered scenes (0: none)."),
+    multiscale: float = options.fraction(0.0, "Fraction of batches shown at half resolution, as the framing "
+                                         "pass sees whole pictures (0: none)."),
     loss: str = typer.Option("bce", help="bce (the paper's) or bce+iou (keeps thin parts)."),
     optimizer: Optional[str] = typer.Option(None, help="adam or sgd (default: the stage's own, the paper's)."),
     cosine: bool = typer.Option(False, help="Half-cosine learning-rate decay over the epochs."),
@@ -236,7 +261,7 @@ def _train_options(
 
 # Options only some stages read; each stage's command (and --help) has only its own.
 STAGE_ONLY_OPTIONS = {"alpha": ("joint",), "sketch_mix": ("voxel", "joint"), "critic_steps": ("gan",),
-                      "sketch_noise": ("voxel", "joint"), "clutter": ("sketch",),
+                      "sketch_noise": ("voxel", "joint"), "clutter": ("sketch",), "multiscale": ("sketch",),
                       "loss": ("voxel", "joint", "direct")}
 
 

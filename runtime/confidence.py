@@ -150,9 +150,9 @@ def evidence(silhouette: np.ndarray, framing_mask: np.ndarray, box: Box, framing
     }
 
 
-def judge(result, calibration: Calibration, features: dict) -> None:
-    """Set an ok result's confidence and status from the calibration (a failed result stays as it is)."""
+def judge(result, calibration: Calibration) -> None:
+    """Set an ok result's confidence and status from its evidence (a failed result stays as it is)."""
     if result.status != "ok":
         return
-    result.confidence = round(calibration.confidence(features), 4)
+    result.confidence = round(calibration.confidence(result.evidence), 4)
     result.status = calibration.status(result.confidence)

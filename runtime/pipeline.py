@@ -6,9 +6,12 @@
     result.save("out", formats=("obj", "glb"))       # out/chair.obj, out/chair.glb, out/chair.preview.png
 
 Framing is exactly what training did (recon.runtime.preprocess): the object's silhouette, from the
-picture's alpha channel or else from a first sketch-net pass over the centred whole picture, decides
-a square crop where the object fills `recon.framing_fill`; the sketch net then sees that crop.
-A picture with an alpha channel also gives the silhouette channel of the voxel net's input.
+picture's alpha channel, a mask or box from another tool, or else from a cheap sketch-net pass over
+the centred whole picture (at `recon.framing_size`, a quarter of the pixels for edge2; its largest
+region), decides a square crop where the object fills `recon.framing_fill`; the sketch net then sees
+that crop, once. Only where the main pass's own silhouette asks for a rather different crop (thin
+parts the coarse pass missed) is the picture cropped and run again. A picture with an alpha channel
+or a mask also gives the silhouette channel of the voxel net's input.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from recon.runtime.images import Picture, load_image
 from recon.runtime.meshing import marching_cubes, mesh_stats
 from recon.runtime.meshio import MESH_WRITERS
 from recon.runtime.model import ModelInfo, default_model_dir, load_model_dir
-from recon.runtime.preprocess import Box, crop_image, crop_map, frame_box, normalize_image, whole_image_box
+from recon.runtime.preprocess import (Box, box_iou, crop_image, crop_map, frame_box, main_component, normalize_image,
+                                      whole_image_box)
 from recon.runtime.system import check_batch_memory
 
 __all__ = ["Reconstructor", "Result", "OUTPUT_FORMATS", "STAGES", "check_formats", "make_runner"]
@@ -67,6 +71,7 @@ class Result:
     timings: dict = field(default_factory=dict)  # milliseconds per stage: preprocess, sketch, voxel, mesh
     confidence: Optional[float] = None  # [0, 1], see recon.runtime.confidence; None: the model is not calibrated
     framing: str = "auto"  # what framed the picture: auto (the sketch net), alpha, mask or box
+    evidence: Optional[dict] = None  # what confidence is computed from (recon.runtime.confidence.evidence)
     view: object = None  # recon.runtime.color.ViewFit: the camera found for the vertex colours (None: grey mesh)
 
     @property
@@ -351,16 +356,16 @@ class Reconstructor:
 
         items = self._find_objects(items, results)
         self._frame(items)
-        items = self._sketch(items, results)
+        items = self._reframe(self._sketch(items, results), results)
         self._voxels(items)
         for item in items:
             results[item.index] = self._mesh(item, threshold, height_m, width_m,
                                              self.smooth if smooth is None else smooth,
                                              self.largest_only if largest_only is None else largest_only)
+            results[item.index].evidence = evidence(item.net_silhouette, item.mask, item.box, item.framing,
+                                                    item.voxels, threshold, self.model.fill)
             if self.calibration is not None:
-                judge(results[item.index], self.calibration, evidence(item.net_silhouette, item.mask, item.box,
-                                                                      item.framing, item.voxels, threshold,
-                                                                      self.model.fill))
+                judge(results[item.index], self.calibration)
         for result in results:
             result.threshold = threshold
             if self.color if color is None else color:
@@ -411,7 +416,7 @@ class Reconstructor:
             item.timings["preprocess"] += _ms(start)
         for item, box, out in zip(todo, boxes, self._run("sketch", "image", inputs, todo) if todo else []):
             height, width = item.picture.rgb.shape[:2]
-            item.mask = _to_picture(out["silhouette"][0] > 0.5, box, height, width)
+            item.mask = main_component(_to_picture(out["silhouette"][0] > 0.5, box, height, width))
         kept = []
         for item in items:
             if item.mask.sum() < _min_pixels(item.mask.shape):
@@ -443,6 +448,28 @@ class Reconstructor:
                 kept.append(item)
         return kept
 
+    def _reframe(self, items: list[_Item], results: list) -> list[_Item]:
+        """The main pass sees the object larger than the framing pass did: where its silhouette asks
+        for another crop (thin parts the coarse pass missed, a box pulled off by clutter), crop again
+        and run the sketch net once more. Most pictures keep their first crop: one full pass."""
+        again = []
+        for item in items:
+            if item.framing != "auto":
+                continue
+            start = time.perf_counter()
+            height, width = item.picture.rgb.shape[:2]
+            seen = main_component(_to_picture(item.net_silhouette > 0.5, item.box, height, width))
+            box = frame_box(seen, self.model.fill)
+            if box is not None and box_iou(box, item.box) < REFRAME_IOU:
+                item.box = box  # item.mask stays the framing pass's: the confidence compares the two passes
+                item.crop = crop_image(item.picture.rgb, box, self.model.image_size)
+                again.append(item)
+            item.timings["preprocess"] += _ms(start)
+        if not again:
+            return items
+        kept = {id(item) for item in self._sketch(again, results)}
+        return [item for item in items if item not in again or id(item) in kept]
+
     def _voxels(self, items: list[_Item]) -> None:
         inputs = [np.concatenate([item.sketch["normals"].transpose(2, 0, 1), item.sketch["depth"][None],
                                   item.sketch["silhouette"][None]]) for item in items]  # (5, S, S)
@@ -471,6 +498,9 @@ class Reconstructor:
         return result
 
 
+# Crop-box IoU between the framing pass's crop and the one the main pass's silhouette implies below
+# which the picture is cropped again (measured: scripts/framing_accuracy.py).
+REFRAME_IOU = 0.8
 _FLAT = 2  # pixel value spread (0..255) at or below which a picture counts as one flat colour
 
 
