@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from recon.runtime.errors import InputError, ReconError
-from recon.train.checkpoint import checkpoint_path, checkpoint_preset, load_checkpoint, save_checkpoint
+from recon.train.checkpoint import (checkpoint_path, checkpoint_preset, load_checkpoint, resume_changes,
+                                    resume_history, save_checkpoint)
 from recon.train.presets import (IMAGE_MEAN, IMAGE_STD, Preset, build_critic, build_generator, build_sketch_net,
                                  build_voxel_net, get_preset, model_args)
 from recon.train.shape_gan import gradient_penalty
@@ -52,6 +53,7 @@ class TrainConfig:
     max_objects: int | None = None  # use only the first N objects of each category (quick runs, tests)
     workers: int = 0  # DataLoader worker processes
     resume: bool = False  # continue <stage>.pt where it stopped
+    allow_new_data: bool = False  # resume although data, batch or seed differ (kept in the checkpoint's history)
 
 
 # ---------------------------------------------------------------- losses and inputs
@@ -290,9 +292,15 @@ def train(cfg: TrainConfig, progress: Callable | None = None) -> dict:
     make_optimizer = OPTIMIZERS[cfg.optimizer] if cfg.optimizer else stage.optimizer
     optimizers = {name: make_optimizer(net.parameters(), cfg.lr) for name, net in nets.items()}
     base_rates = [group["lr"] for optimizer in optimizers.values() for group in optimizer.param_groups]
-    first_epoch = 0
+    first_epoch, history = 0, []
     if cfg.resume and path.exists():
         state = load_checkpoint(path, expect_preset=preset.name)
+        changes = resume_changes(state, dataclasses.asdict(cfg), data_fingerprint)
+        if changes and not cfg.allow_new_data:
+            raise InputError(f"{path}: --resume with other {', '.join(changes)} than the checkpoint was trained "
+                             "on; pass --allow-new-data to continue it anyway (recorded in its history), or "
+                             "choose another --out")
+        history = resume_history(state, changes)
         for name, net in nets.items():
             net.load_state_dict(state["nets"][name])
             optimizers[name].load_state_dict(state["optimizers"][name])
@@ -348,6 +356,7 @@ def train(cfg: TrainConfig, progress: Callable | None = None) -> dict:
                 "nets": {name: net.state_dict() for name, net in nets.items()},
                 "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
                 "rng": torch.get_rng_state(), "gan_steps": ctx.get("gan_steps", 0), "metrics": json.dumps(metrics),
+                "history": history,
             })
             with open(run / "metrics.jsonl", "a") as log:
                 log.write(json.dumps(metrics) + "\n")
