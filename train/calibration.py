@@ -151,8 +151,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 50) -> tuple[np.ndar
     z = np.hstack([(x - mean) / std, np.ones((len(x), 1))])
     sample = np.where(y == 1, 0.5 / max(1, y.sum()), 0.5 / max(1, (1 - y).sum()))
     w = np.zeros(z.shape[1])
-    ridge = L2 * np.eye(z.shape[1]) / len(x)
-    ridge[-1, -1] = 0.0
+    ridge = L2 * np.eye(z.shape[1])  # the weighted loss sums to 1: L2 is the ridge's weight beside it
+    ridge[-1, -1] = 1e-6  # the bias: barely held, but never free (one class alone would send it to infinity)
     for _ in range(steps):
         p = 1.0 / (1.0 + np.exp(-z @ w))
         gradient = z.T @ (sample * (p - y)) + ridge @ w

@@ -1,0 +1,163 @@
+"""Confidence and refusal (recon.runtime.confidence): the evidence, the fit, the stored calibration, and
+a model calibrated here flagging noise and flat pictures while passing the example test renders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recon.runtime.confidence import CALIBRATION_FILE, FEATURES, Calibration, evidence, load_calibration
+from recon.runtime.errors import ModelError
+from recon.runtime.model import default_model_dir, load_model_dir
+from recon.runtime.preprocess import crop_map, frame_box
+from recon.train.calibration import fit_calibration, fit_logistic, negatives
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_RENDERS = sorted((ROOT / "examples").glob("*_test.png"))
+
+
+def features_of(silhouette, voxels=None, framing_mask=None):
+    mask = silhouette > 0.5 if framing_mask is None else framing_mask
+    box = frame_box(mask, 0.8) or frame_box(np.ones_like(mask), 0.8)
+    voxels = np.full((8, 8, 8), 0.02, np.float32) if voxels is None else voxels
+    return evidence(silhouette.astype(np.float32), mask, box, "alpha", voxels, 0.5, 0.8)
+
+
+def test_evidence_tells_one_solid_object_from_scattered_noise():
+    blob = np.zeros((64, 64), np.float32)
+    blob[16:48, 20:44] = 1.0
+    solid = np.zeros((8, 8, 8), np.float32)
+    solid[2:6, 2:6, 2:6] = 0.99
+    box = frame_box(blob > 0.5, 0.8)
+    framed = crop_map(blob, box, 64)  # what the main pass sees: the crop of the picture's object
+    one = evidence(framed, blob > 0.5, box, "alpha", solid, 0.5, 0.8)
+    speckle = (np.random.default_rng(0).uniform(size=(64, 64)) > 0.7).astype(np.float32)
+    many = features_of(speckle, framing_mask=np.ones((64, 64), bool))
+    assert set(one) == set(FEATURES)
+    assert one["largest_part"] == 1.0 and one["parts"] == pytest.approx(np.log(2))
+    assert one["framing_iou"] == pytest.approx(1.0) and one["edge_contact"] == 0.0
+    assert one["voxel_entropy"] < 0.1 < many["voxel_entropy"]
+    assert many["largest_part"] < 0.5 and many["parts"] > 3 and many["framing_area"] == 1.0
+
+
+def test_logistic_fit_separates_and_thresholds_follow_the_objects():
+    rng = np.random.default_rng(0)
+    objects = rng.normal(1.0, 0.5, (300, len(FEATURES)))
+    others = rng.normal(-1.0, 0.5, (200, len(FEATURES)))
+    fitted = fit_calibration(objects, others)
+    scores = np.array([fitted.confidence(dict(zip(FEATURES, row))) for row in objects])
+    assert np.mean(scores < fitted.accept) == pytest.approx(0.02, abs=0.01)
+    assert fitted.refuse == min(0.5, fitted.accept)
+    assert max(fitted.confidence(dict(zip(FEATURES, row))) for row in others) < 0.5
+    mean, std, weights, bias = fit_logistic(objects, np.ones(300))  # one class only: still finite
+    assert np.isfinite(weights).all() and np.isfinite(bias)
+
+
+def test_statuses_between_the_thresholds():
+    zero = np.zeros(len(FEATURES))
+    for bias, status in ((3.0, "ok"), (0.0, "low_confidence"), (-3.0, "no_object")):
+        calibration = Calibration(zero, np.ones(len(FEATURES)), zero, bias, accept=0.8, refuse=0.3)
+        assert calibration.status(calibration.confidence(dict.fromkeys(FEATURES, 0.0))) == status
+
+
+def calibrated_copy(tmp_path: Path, objects: list, seed: int = 0) -> Path:
+    """A copy of the shipped model with a calibration fitted here (store() of the script, as a user runs it)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from calibrate_confidence import store
+    from recon.runtime.pipeline import Reconstructor
+    from recon.train.calibration import collect
+
+    model = tmp_path / "model"
+    shutil.copytree(default_model_dir(), model)
+    with Reconstructor(model, device="cpu", threads=2, batch=8) as reconstruct:
+        pos, _ = collect(reconstruct, objects)
+        neg, _ = collect(reconstruct, [p for _, p in negatives(40, seed, reconstruct.model.image_size)])
+        fitted_on = {name: reconstruct.model.sha256(name) for name in ("sketch.onnx", "voxel.onnx")}
+    store(model, fit_calibration(pos, neg).to_dict(fitted_on, {"test": True}))
+    return model
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    """The shipped model calibrated on plain renders of a small synthetic training split."""
+    from recon.train.calibration import renders
+
+    root = tmp_path_factory.mktemp("confidence")
+    done = subprocess.run([sys.executable, "-m", "recon.cli.main", "data", "synth", "--out", str(root / "data"),
+                           "--objects", "12", "--views", "2", "--image-size", "128", "--voxel-res", "32",
+                           "--workers", "1"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return calibrated_copy(root, [p for _, p in renders([root / "data"], "train", 60, 0)])
+
+
+def test_calibrated_model_flags_noise_and_flat_pictures_and_passes_the_example_renders(calibrated):
+    from recon.runtime.pipeline import Reconstructor
+
+    rng = np.random.default_rng(5)
+    noise = [rng.integers(0, 256, (160, 200, 3), dtype=np.uint8) for _ in range(4)]
+    flat = [np.clip(rng.uniform(40, 220, 3) + rng.normal(0, 4, (150, 150, 3)), 0, 255).astype(np.uint8)
+            for _ in range(4)]
+    with Reconstructor(calibrated, device="cpu", threads=2) as reconstruct:
+        assert reconstruct.calibration is not None
+        for result in reconstruct.batch(noise + flat):
+            assert result.status in ("no_object", "low_confidence", "failed"), (result.status, result.confidence)
+        for path in EXAMPLE_RENDERS:
+            result = reconstruct(path)
+            assert result.status == "ok" and 0 <= result.confidence <= 1, (path.name, result.confidence)
+            assert json.loads(json.dumps(result.summary()))["confidence"] == result.confidence
+
+
+def test_no_object_writes_only_the_preview(calibrated, tmp_path):
+    from recon.runtime.pipeline import Reconstructor
+
+    noise = np.random.default_rng(1).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    with Reconstructor(calibrated, device="cpu", threads=2) as reconstruct:
+        result = reconstruct(noise)
+    if result.status == "failed":
+        pytest.skip("no silhouette at all: refused before confidence")
+    result.status = "no_object"
+    assert set(result.save(tmp_path, "noise", formats=("obj",))) == {"preview"}
+    result.status = "low_confidence"
+    assert set(result.save(tmp_path, "noise", formats=("obj",))) == {"obj", "preview"}
+
+
+def test_calibration_is_verified_with_the_model(calibrated, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(calibrated, model)
+    assert load_calibration(load_model_dir(model)) is not None
+    data = json.loads((model / CALIBRATION_FILE).read_text())
+    data["bias"] += 1
+    (model / CALIBRATION_FILE).write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="confidence.json: .*(sha256 does not match|model.json says)"):
+        load_model_dir(model)
+    data["bias"] -= 1
+    data["fitted_on"]["sketch.onnx"] = "0" * 64  # fitted on other networks, with a matching hash
+    (model / CALIBRATION_FILE).write_text(json.dumps(data))
+    manifest = json.loads((model / "model.json").read_text())
+    from recon.runtime.model import sha256_file
+
+    path = model / CALIBRATION_FILE
+    manifest["files"][CALIBRATION_FILE] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    (model / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="fitted on another sketch.onnx"):
+        load_calibration(load_model_dir(model))
+
+
+def test_shipped_model_calibration_when_present():
+    """Once scripts/calibrate_confidence.py has been run on the shipped model, its examples must pass."""
+    model = load_model_dir(default_model_dir())
+    if load_calibration(model) is None:
+        pytest.skip("the shipped model has no confidence.json yet (run scripts/calibrate_confidence.py)")
+    from recon.runtime.pipeline import Reconstructor
+
+    with Reconstructor(device="cpu", threads=2) as reconstruct:
+        statuses = [reconstruct(path).status for path in EXAMPLE_RENDERS]
+        noise = reconstruct(np.random.default_rng(2).integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    assert statuses == ["ok"] * len(EXAMPLE_RENDERS)
+    assert noise.status != "ok"
