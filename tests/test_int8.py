@@ -212,3 +212,20 @@ def test_profile_runs_the_int8_twins(int8_model, tmp_path):
     assert report["precision"] == "int8" and report["peak"]["gflops"] > 0
     assert {entry["provider"] for entry in report["peak"]["nets"].values()} == {"CPUExecutionProvider"}
     assert_one_line_error(run_cli("profile", "--model", folder, "--fp16", "--int8"), "--fp16 and --int8")
+
+
+def test_export_int8_writes_listed_twins_and_figures(dataset, tmp_path):
+    """`recon-cli export --int8 --data` end to end: twins and caches listed (hashed) in model.json with
+    the gate's figures, the OpenVINO checks beside them where installed, and the folder loads."""
+    from conftest import make_run
+
+    run = make_run(tmp_path / "run")
+    manifest = export_model(run, tmp_path / "model", int8=True, data=dataset, force=True, log=None)
+    names = {"sketch.int8.onnx", "voxel.int8.onnx", "sketch.int8.cache", "voxel.int8.cache"}
+    assert names <= set(manifest["files"]) and manifest["export"]["int8"] is True
+    assert manifest["int8"]["kept"] and manifest["int8"]["calibration"]["split"] == "train"
+    assert (manifest["openvino"] is not None) == _has_openvino()
+    if _has_openvino():
+        assert manifest["openvino"]["fp32_parity"]["voxel_iou_agreement"] >= 0.999
+    model = load_model_dir(tmp_path / "model")
+    assert model.onnx("voxel", "int8") == tmp_path / "model" / "voxel.int8.onnx"
