@@ -110,6 +110,7 @@ def test_ddp_with_two_cpu_processes(data, tmp_path):
                "--epochs", "1", "--batch", "1"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("voxel: ") == 1, result.stdout  # one summary, from the first process
     metrics = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert metrics["processes"] == 2
     assert load_checkpoint(checkpoint_path(tmp_path, "voxel"))["epoch"] == 0
