@@ -163,7 +163,7 @@ def save_result(result, source: str, out: Path, stem: str, formats, preview: boo
     """Write one result's files; the summary.json entry (a failed write makes the entry failed)."""
     entry = {"input": source, **result.summary(), "outputs": {}}
     del entry["name"]
-    if result.ok:
+    if result.mesh is not None:  # ok and low_confidence: the mesh; no_object: only the preview (Result.save)
         try:
             entry["outputs"] = {kind: str(path) for kind, path in result.save(out, stem, formats, preview).items()}
         except OSError as error:

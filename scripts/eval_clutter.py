@@ -27,7 +27,7 @@ def parse_args(argv=None):
     parser.add_argument("--out", type=Path, default=None, help="Markdown table to write.")
     parser.add_argument("--sheet", type=Path, default=None, help="Contact sheet (PNG) of cluttered inputs and results.")
     parser.add_argument("--json", type=Path, default=None, help="Every row and the table as JSON.")
-    parser.add_argument("--max-pictures", type=int, default=None, help="Score only the first N pictures.")
+    parser.add_argument("--max-pictures", type=int, default=None, help="Score only N pictures (categories taking turns).")
     parser.add_argument("--sheet-rows", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None)
     return parser.parse_args(argv)

@@ -161,3 +161,24 @@ def test_shipped_model_calibration_when_present():
         noise = reconstruct(np.random.default_rng(2).integers(0, 256, (128, 128, 3), dtype=np.uint8))
     assert statuses == ["ok"] * len(EXAMPLE_RENDERS)
     assert noise.status != "ok"
+
+
+def test_cli_reports_confidence_and_refusals(calibrated, tmp_path):
+    from PIL import Image
+
+    from cli_runner import run_cli
+
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(tmp_path / "noise.png")
+    shutil.copy(EXAMPLE_RENDERS[0], tmp_path / "render.png")
+    done = run_cli("infer", tmp_path / "noise.png", tmp_path / "render.png", "--model", calibrated,
+                   "--out", tmp_path / "out", "--device", "cpu", "--threads", "2")
+    entries = {Path(e["input"]).name: e for e in json.loads((tmp_path / "out" / "summary.json").read_text())["results"]}
+    assert entries["render.png"]["status"] == "ok" and 0 <= entries["render.png"]["confidence"] <= 1
+    assert "render.obj" in entries["render.png"]["outputs"]["obj"]
+    noise = entries["noise.png"]
+    assert noise["status"] in ("no_object", "low_confidence", "failed")
+    assert done.returncode == (0 if noise["status"] == "low_confidence" else 1), done.stderr
+    lines = " ".join((done.stdout + done.stderr).split())
+    assert f"ok (confidence {entries['render.png']['confidence']:.2f})" in lines
+    if noise["status"] == "no_object":
+        assert "no_object" in lines and "no mesh written" in lines and "obj" not in noise["outputs"]

@@ -125,7 +125,7 @@ def evaluate_bench(reconstructor, root, max_pictures: int | None = None, progres
     status, confidence}; kept: the first `keep` pictures' (entry, {variant: Result}) for a contact sheet."""
     root = Path(root)
     bench = load_bench(root)
-    entries = bench["entries"][:max_pictures]
+    entries = interleaved(bench["entries"])[:max_pictures]
     fill = reconstructor.model.fill
     rows, kept = [], []
     for entry in entries:
@@ -144,6 +144,15 @@ def evaluate_bench(reconstructor, root, max_pictures: int | None = None, progres
         if progress:
             progress()
     return rows, kept
+
+
+def interleaved(entries: list[dict]) -> list[dict]:
+    """Entries taking turns by category, so the first N of them cover every category."""
+    by_category: dict[str, list[dict]] = {}
+    for entry in entries:
+        by_category.setdefault(entry["category"], []).append(entry)
+    rounds = max(len(group) for group in by_category.values()) if by_category else 0
+    return [group[i] for i in range(rounds) for group in by_category.values() if i < len(group)]
 
 
 def table(rows: list[dict]) -> dict:
