@@ -81,7 +81,7 @@ def infer(
             err.print(f"[yellow]note[/] {net}: {ui.esc(note)}")
         if reconstructor.calibration is None:
             err.print("[yellow]note[/] this model has no confidence calibration: every picture is reported ok "
-                      f"(run scripts/calibrate_confidence.py {reconstructor.model.path})", soft_wrap=True)
+                      f"(run scripts/calibrate_confidence.py {ui.esc(reconstructor.model.path)})", soft_wrap=True)
         summary = {"model": str(reconstructor.model.path), "providers": reconstructor.providers,
                    "threshold": reconstructor.threshold, "formats": list(formats), "results": []}
         gallery = []  # OUT/index.html: the offline 3D viewer of every result so far
