@@ -17,6 +17,8 @@ CHROMIUM = os.environ.get("RECON_CHROMIUM", "/usr/bin/chromium")
 # Software WebGL (SwiftShader): no GPU in CI; the rest keeps the browser off the network.
 ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
         "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+# The README's pictures: rewritten only when asked (RECON_SCREENSHOTS=1 pytest tests/test_viewer.py
+# tests/test_serve.py), so a test run leaves the tracked files alone; otherwise they go to a temp folder.
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 
@@ -48,15 +50,18 @@ def open_page(browser, url: str, offline: bool):
 
 
 def canvas_pixels(page, name: str | None = None) -> np.ndarray:
-    """Wait for the 3D view to have drawn a mesh; screenshot the page into docs/screenshots/<name>.png
-    (the README's pictures) when named; return the canvas pixels (H, W, 3) uint8."""
+    """Wait for the 3D view to have drawn a mesh; screenshot the whole page as <name>.png (into
+    docs/screenshots with RECON_SCREENSHOTS=1); return the canvas pixels (H, W, 3) uint8."""
+    import tempfile
+
     from PIL import Image
 
     page.wait_for_selector("canvas.recon-canvas[data-loaded=true]", timeout=60_000)
     page.wait_for_timeout(300)  # one more frame
     if name:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        folder = SCREENSHOTS if os.environ.get("RECON_SCREENSHOTS") == "1" else Path(tempfile.gettempdir())
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
     canvas = page.locator("canvas.recon-canvas").screenshot()
     return np.asarray(Image.open(io.BytesIO(canvas)).convert("RGB"))
 
