@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Score a model on a clutter benchmark (`recon-cli data clutter`): framing, silhouette and voxel IoU per
-category, plain vs cluttered (framing itself) vs cluttered with the true box given; a contact sheet.
+category, plain vs cluttered (framing itself) vs cluttered with the true box / mask given; a contact sheet.
 
     .venv/bin/recon-cli data clutter --data data/synth-v1 --out runs/clutter-synth --views-per-object 1
     .venv/bin/python scripts/eval_clutter.py runs/clutter-synth --out docs/results/clutter-synth.md \
@@ -62,12 +62,13 @@ def sheet(kept, bench: Path) -> np.ndarray:
                     render_preview(cluttered.mesh, size=128)]
         else:
             row += [np.full((128, 128, 3), 255, np.uint8)] * 3
-        for variant in ("cluttered+box", "plain"):
+        for variant in ("cluttered+box", "cluttered+mask", "plain"):
             mesh = results[variant].mesh
             row.append(render_preview(mesh, size=128) if mesh is not None else np.full((128, 128, 3), 255, np.uint8))
         rows.append(row)
         labels.append(entry["category"])
-    columns = ["cluttered input", "framed crop", "silhouette", "mesh", "mesh (true box)", "mesh (plain view)"]
+    columns = ["cluttered input", "framed crop", "silhouette", "mesh", "mesh (true box)", "mesh (true mask)",
+               "mesh (plain view)"]
     return contact_sheet(rows, row_labels=labels, column_labels=columns, cell=128)
 
 

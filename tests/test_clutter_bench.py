@@ -65,9 +65,11 @@ def test_eval_scores_each_variant(bench, model_dir, tmp_path):
                            "--threads", "2"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "eval.json").read_text())
-    assert {r["variant"] for r in result["rows"]} == {"plain", "cluttered", "cluttered+box"}
+    assert {r["variant"] for r in result["rows"]} == {"plain", "cluttered", "cluttered+box", "cluttered+mask"}
     boxed = [r for r in result["rows"] if r["variant"] == "cluttered+box"]
     assert all(r["framing"] == pytest.approx(1.0) for r in boxed)  # the true box frames as the true mask does
+    masked = [r for r in result["rows"] if r["variant"] == "cluttered+mask"]
+    assert all(r["framing"] == pytest.approx(1.0) and r["silhouette"] == pytest.approx(1.0) for r in masked)
     for row in result["rows"]:
         assert 0 <= row["framing"] <= 1 and 0 <= row["silhouette"] <= 1 and 0 <= row["voxel"] <= 1
     assert "| all | cluttered |" in (tmp_path / "eval.md").read_text()

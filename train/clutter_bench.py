@@ -12,7 +12,7 @@ OUT/voxels/<object_id>.npz        voxels (R, R, R) bool, canonical frame (docs/d
 OUT/boxes.csv                     image,x1,y1,x2,y2: the true boxes, in `recon-cli infer --boxes` form
 ```
 `evaluate_bench` (scripts/eval_clutter.py) runs a Reconstructor on each cluttered picture (framing
-itself, and with the true box given) and on its plain twin, and scores per category: framing (IoU of the
+itself, with the true box given, with the true mask given) and on its plain twin, and scores per category: framing (IoU of the
 chosen square crop with the crop the true mask gives, and the share >= FRAMING_GOOD), silhouette IoU
 (inside the chosen crop) and voxel IoU.
 """
@@ -34,7 +34,7 @@ from recon.train.clutter import compose_scene
 from recon.train.data import load_manifest, load_view, load_voxels
 
 FRAMING_GOOD = 0.85  # a framing box IoU at or above this counts as found
-VARIANTS = ("plain", "cluttered", "cluttered+box")  # what evaluate_bench runs per picture
+VARIANTS = ("plain", "cluttered", "cluttered+box", "cluttered+mask")  # what evaluate_bench runs per picture
 
 
 def _xyxy(mask: np.ndarray) -> list[int]:
@@ -131,16 +131,17 @@ def evaluate_bench(reconstructor, root, max_pictures: int | None = None, progres
     for entry in entries:
         voxels = np.load(root / "voxels" / f"{entry['object_id']}.npz")["voxels"]
         truth = _read_mask(root / entry["mask"])
-        plain, cluttered, boxed = (
-            reconstructor.batch([str(root / entry["plain"])], names=[entry["id"]])[0],
-            reconstructor.batch([str(root / entry["picture"])], names=[entry["id"]])[0],
-            reconstructor.batch([str(root / entry["picture"])], names=[entry["id"]], box=tuple(entry["box"]))[0])
-        plain_truth = _read_mask(root / entry["plain_mask"])
-        for variant, result, mask in zip(VARIANTS, (plain, cluttered, boxed), (plain_truth, truth, truth)):
+        picture = str(root / entry["picture"])
+        results = (reconstructor.batch([str(root / entry["plain"])], names=[entry["id"]])[0],
+                   reconstructor.batch([picture], names=[entry["id"]])[0],
+                   reconstructor.batch([picture], names=[entry["id"]], box=tuple(entry["box"]))[0],
+                   reconstructor.batch([picture], names=[entry["id"]], mask=truth)[0])
+        truths = (_read_mask(root / entry["plain_mask"]), truth, truth, truth)
+        for variant, result, mask in zip(VARIANTS, results, truths):
             rows.append({"id": entry["id"], "category": entry["category"], "variant": variant,
                          **score(result, mask, voxels, fill)})
         if len(kept) < keep:
-            kept.append((entry, dict(zip(VARIANTS, (plain, cluttered, boxed)))))
+            kept.append((entry, dict(zip(VARIANTS, results))))
         if progress:
             progress()
     return rows, kept
