@@ -28,7 +28,7 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 from recon.runtime.errors import InputError, ModelError, first_line
-from recon.runtime.fileio import write_bytes_atomic, write_json_atomic
+from recon.runtime.fileio import remove_stale_temps, temp_prefix, write_bytes_atomic, write_json_atomic
 from recon.runtime.model import FORMAT_VERSION as MODEL_FORMAT_VERSION
 
 DYNAMIC_AXIS = "batch"
@@ -97,6 +97,7 @@ def prepare_output(out: str | Path) -> Path:
         raise InputError(f"--out {out}: cannot create {parent} ({error.strerror})") from None
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"--out {out}: {parent} is not writable")
+    remove_stale_temps(parent)  # temporary model folders of an export that was killed
     return out
 
 
@@ -384,7 +385,7 @@ def _install(tmp: Path, out: Path) -> None:
     _publish_permissions(tmp)
     old = None
     if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        old = Path(tempfile.mkdtemp(prefix=temp_prefix(f"{out.name}.old"), suffix=".tmp", dir=out.parent))
         os.rename(out, old / out.name)
     try:
         os.rename(tmp, out)
@@ -439,14 +440,14 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, 
         from recon.export.tensorrt import import_tensorrt
 
         import_tensorrt()
+    out = prepare_output(out)  # before reading the run: a bad destination is found at once
     loaded = load_run(run)
-    out = prepare_output(out)
     sketch_net, voxel_net = build_nets(loaded)
     preset = loaded["preset"]
     metadata = model_metadata(loaded, threshold)
     threshold = float(metadata["recon.threshold"])
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent))
     except OSError as error:
         raise InputError(f"--out {out}: cannot write in {out.parent} ({error.strerror})") from None
     try:
