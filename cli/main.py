@@ -241,8 +241,6 @@ def _train_options(
     resume: bool = typer.Option(False, help="Continue the stage's checkpoint where it stopped."),
     allow_new_data: bool = typer.Option(False, help="With --resume: continue although the data, batch or seed "
                                         "differ from the checkpoint's (recorded in its history)."),
-    allow_new_data: bool = typer.Option(False, help="With --resume: continue although the data, batch or seed "
-                                        "differ from the checkpoint's (recorded in its history)."),
     workers: int = options.int_at_least(0, 0, "DataLoader worker processes."),
     max_objects: Optional[int] = options.int_at_least(None, 1, "Use only the first N training objects of each "
                                                       "category."),
