@@ -43,7 +43,7 @@ __all__ = ["Reconstructor", "Result", "OUTPUT_FORMATS", "STAGES", "check_formats
 
 # What Result.save writes: every mesh format meshio can write, plus the voxel grid.
 OUTPUT_FORMATS = tuple(MESH_WRITERS) + ("npy", "binvox")
-STAGES = ("preprocess", "sketch", "voxel", "mesh")  # the keys of Result.timings
+STAGES = ("preprocess", "sketch", "voxel", "mesh", "color")  # the keys of Result.timings (color: when coloured)
 
 
 @dataclass

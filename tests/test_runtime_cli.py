@@ -64,7 +64,7 @@ def test_good_and_bad_pictures(model_dir, pictures, tmp_path):
         assert entry["outputs"] == {"obj": str(out / f"{stem}.obj"), "glb": str(out / f"{stem}.glb"),
                                     "preview": str(out / f"{stem}.preview.png")}
         assert entry["volume"] > 0 and entry["volume_m3"] > 0 and entry["faces"] > 0 and entry["vertices"] > 0
-        assert len(entry["bbox"]) == 2 and set(entry["timings_ms"]) == {"preprocess", "sketch", "voxel", "mesh"}
+        assert len(entry["bbox"]) == 2 and set(entry["timings_ms"]) == {"preprocess", "sketch", "voxel", "mesh", "color"}
         assert f"{out / stem}.obj" in " ".join(done.stdout.split())  # says where the mesh went (a result: stdout)
     for name, reason in BAD.items():
         entry = entries[name]
@@ -74,7 +74,7 @@ def test_good_and_bad_pictures(model_dir, pictures, tmp_path):
         assert len(lines) == 1, done.stdout  # one clear line per failure
     written = sorted(p.name for p in out.iterdir())
     assert written == sorted(["car.glb", "car.obj", "car.preview.png", "chair.glb", "chair.obj",
-                              "chair.preview.png", "summary.json"])  # nothing for failures, no temp files
+                              "chair.preview.png", "index.html", "summary.json"])  # nothing for failures, no temp files
 
 
 def test_all_ok_is_exit_0_with_globs_and_every_format(model_dir, pictures, tmp_path):
@@ -84,7 +84,7 @@ def test_all_ok_is_exit_0_with_globs_and_every_format(model_dir, pictures, tmp_p
     assert done.returncode == 0, done.stderr
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([f"{s}.{f}" for s in ("car", "chair") for f in ("obj", "ply", "stl", "glb", "npy", "binvox")]
-                           + ["summary.json"])
+                           + ["index.html", "summary.json"])
 
 
 def test_same_stem_from_two_folders_does_not_overwrite(model_dir, tmp_path):
@@ -94,7 +94,7 @@ def test_same_stem_from_two_folders_does_not_overwrite(model_dir, tmp_path):
     done = run_infer(tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", "--model", model_dir, "--out",
                      tmp_path / "out", "--device", "cpu", "--no-preview")
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["summary.json", "x.obj", "x_2.obj"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["index.html", "summary.json", "x.obj", "x_2.obj"]
 
 
 @pytest.mark.parametrize("problem, fragments", [

@@ -50,7 +50,7 @@ def test_result_structure(reconstruct):
     assert result.volume == pytest.approx(result.mesh.volume) and result.volume > 0
     assert result.vertices == len(result.mesh.vertices) and result.faces == len(result.mesh.faces)
     assert np.all(np.asarray(result.bbox) >= -0.5 - 1 / r) and np.all(np.asarray(result.bbox) <= 0.5 + 1 / r)
-    assert set(result.timings) == {"preprocess", "sketch", "voxel", "mesh"}
+    assert set(result.timings) == {"preprocess", "sketch", "voxel", "mesh", "color"}
     assert all(v >= 0 for v in result.timings.values())
     assert result.threshold == reconstruct.threshold == info.threshold
     assert reconstruct.providers == {"sketch": "CPUExecutionProvider", "voxel": "CPUExecutionProvider"}
