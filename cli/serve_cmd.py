@@ -37,9 +37,25 @@ def serve(
         from recon.runtime.serve import ServeLimits, create_app
     except ImportError as error:
         raise InputError(f"serve needs the serve extra: pip install 'recon[serve]' ({error.name} is missing)") from None
+    check_address(host, port)  # before loading the model: a taken port is one error line, at once
     limits = ServeLimits(max_upload_bytes=int(max_upload_mb * 1e6), max_pixels=int(max_megapixels * 1e6),
                          max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
     reconstructor = Reconstructor(model, device=device, threads=threads, batch=max_batch)
     ui.err.print(f"model {ui.esc(reconstructor.model.path)} on {', '.join(sorted(set(reconstructor.providers.values())))}; "
                  f"batches of up to {max_batch}, {max_wait_ms:g} ms wait; http://{host}:{port}/", soft_wrap=True)
     uvicorn.run(create_app(reconstructor, limits), host=host, port=port, log_level="warning")
+
+
+def check_address(host: str, port: int) -> None:
+    """InputError when uvicorn could not bind host:port (taken, or not an address of this machine)."""
+    import socket
+
+    from recon.runtime.errors import InputError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as error:
+        raise InputError(f"--host {host} --port {port}: cannot listen there ({error.strerror or error})") from None

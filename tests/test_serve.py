@@ -179,3 +179,13 @@ def test_upload_page_shows_the_coloured_mesh(browser, server):  # noqa: F811
     assert sorted(links.all_inner_texts()) == ["glb", "obj", "ply"]
     assert np.abs(chromaticity(drawn) - 1 / 3).sum() > 0.03  # coloured (the chair is dark brown), not grey
     page.close()
+
+
+def test_a_taken_port_is_one_error_line():
+    from cli_runner import assert_one_line_error, run_cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = run_cli("serve", "--port", taken.getsockname()[1])
+    assert_one_line_error(done, "cannot listen there")
