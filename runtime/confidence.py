@@ -2,7 +2,7 @@
 
 `Result.confidence` is the calibrated probability (equal priors) that the picture shows one object of
 the trained kinds (chair, car, airplane), framed and reconstructed as the model does on its training
-renders. It is a logistic regression on evidence the networks give (`evidence`): the silhouette's size,
+renders. It is a logistic regression on evidence the networks give (`evidence`, and its squares): the silhouette's size,
 certainty, compactness and fragmentation, how far it touches the crop's edge, how well the framing
 pass's silhouette and the main pass's agree, and how sure and how full the voxel grid is. The fit
 (`recon.train.calibration`, re-run with `scripts/calibrate_confidence.py MODEL`) takes the training
@@ -52,8 +52,8 @@ class Calibration:
     refuse: float
 
     def confidence(self, features: dict) -> float:
-        x = (np.array([features[name] for name in FEATURES], np.float64) - self.mean) / self.std
-        return float(1.0 / (1.0 + np.exp(-(x @ self.weights + self.bias))))
+        z = (np.array([features[name] for name in FEATURES], np.float64) - self.mean) / self.std
+        return float(1.0 / (1.0 + np.exp(-(expand(z) @ self.weights + self.bias))))
 
     def status(self, confidence: float) -> str:
         return "ok" if confidence >= self.accept else "low_confidence" if confidence >= self.refuse else "no_object"
@@ -84,9 +84,16 @@ def load_calibration(model) -> Calibration | None:
     for name, sha256 in fitted_on.items():
         if model.files.get(name, {}).get("sha256") != sha256:
             raise ModelError(f"{path}: fitted on another {name}; re-run scripts/calibrate_confidence.py {model.path}")
-    if not (calibration.weights.shape == calibration.mean.shape == calibration.std.shape == (len(FEATURES),)):
-        raise ModelError(f"{path}: expected {len(FEATURES)} weights, means and deviations")
+    if not (calibration.mean.shape == calibration.std.shape == (len(FEATURES),)
+            and calibration.weights.shape == (2 * len(FEATURES),)):
+        raise ModelError(f"{path}: expected {len(FEATURES)} means and deviations and {2 * len(FEATURES)} weights")
     return calibration
+
+
+def expand(z: np.ndarray) -> np.ndarray:
+    """Standardised features and their squares: a too-large and a too-small silhouette are both suspect,
+    which one weight per feature cannot say. (..., F) -> (..., 2F)."""
+    return np.concatenate([z, z * z], axis=-1)
 
 
 def _bounds(mask: np.ndarray):

@@ -28,11 +28,33 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per network.")
     parser.add_argument("--dry-run", action="store_true", help="Fit and report; write nothing.")
+    parser.add_argument("--cache", type=Path, default=None, help="Keep the collected evidence in this .npz and reuse "
+                        "it while the networks and arguments are the same (re-fits take seconds).")
     return parser.parse_args(argv)
 
 
 def shares(flags: np.ndarray, labels: list[str]) -> dict:
     return {label: round(float(flags[[lab == label for lab in labels]].mean()), 4) for label in sorted(set(labels))}
+
+
+def read_cache(path: Path | None, key: str) -> dict:
+    """{set name: (evidence rows, statuses)} from an earlier run with the same key, else {}."""
+    if path is None or not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as archive:
+        if str(archive["key"]) != key:
+            return {}
+        names = json.loads(str(archive["names"]))
+        return {name: (archive[f"x{i}"], json.loads(str(archive[f"s{i}"]))) for i, name in enumerate(names)}
+
+
+def write_cache(path: Path, key: str, evidence: dict) -> None:
+    from recon.runtime.fileio import save_npz_atomic
+
+    arrays = {"key": np.array(key), "names": np.array(json.dumps(list(evidence)))}
+    for i, (rows, statuses) in enumerate(evidence.values()):
+        arrays[f"x{i}"], arrays[f"s{i}"] = rows, np.array(json.dumps(statuses))
+    save_npz_atomic(path, **arrays)
 
 
 def store(model_dir: Path, calibration_dict: dict) -> None:
@@ -69,27 +91,33 @@ def main(argv=None) -> int:
                 "test objects": cal.renders(args.data, "test", args.objects, args.seed),
                 "test non-objects": cal.negatives(args.non_objects, args.seed + 1, size),
             }
-            evidence = {}
+            fitted_on = {name: reconstructor.model.sha256(name) for name in ("sketch.onnx", "voxel.onnx")}
+            key = json.dumps([fitted_on, [str(d) for d in args.data], args.objects, args.non_objects, args.seed])
+            evidence = read_cache(args.cache, key)
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                           console=console) as bar:
                 for name, pairs in sets.items():
-                    task = bar.add_task(name, total=len(pairs))
-                    evidence[name] = cal.collect(reconstructor, [p for _, p in pairs],
-                                                 lambda n, task=task: bar.advance(task, n))
+                    if name not in evidence:
+                        task = bar.add_task(name, total=len(pairs))
+                        evidence[name] = cal.collect(reconstructor, [p for _, p in pairs],
+                                                     lambda n, task=task: bar.advance(task, n))
+            if args.cache:
+                write_cache(args.cache, key, evidence)
             fitted = cal.fit_calibration(evidence["fit objects"][0], evidence["fit non-objects"][0])
             report = {"accept": fitted.accept, "refuse": fitted.refuse, "data": [str(d) for d in args.data],
                       "objects": args.objects, "non_objects": args.non_objects, "seed": args.seed, "flagged": {}}
             for name, pairs in sets.items():
                 flags = cal.flagged(fitted, *evidence[name])
                 report["flagged"][name] = {"all": round(float(flags.mean()), 4), **shares(flags, [k for k, _ in pairs])}
-            fitted_on = {name: reconstructor.model.sha256(name) for name in ("sketch.onnx", "voxel.onnx")}
     except ReconError as error:
         console.print(f"[red]error:[/] {error}", soft_wrap=True)
         return 2
     for name, row in report["flagged"].items():
         console.print(f"flagged {name:17s} " + ", ".join(f"{k} {v:.1%}" for k, v in row.items()))
     console.print(f"accept >= {fitted.accept}, no_object < {fitted.refuse}; weights: "
-                  + ", ".join(f"{n} {w:+.2f}" for n, w in zip(cal.FEATURES, fitted.weights)), soft_wrap=True)
+                  + ", ".join(f"{n} {w:+.2f}/{w2:+.2f}" for n, w, w2 in
+                              zip(cal.FEATURES, fitted.weights, fitted.weights[len(cal.FEATURES):])) + " (x/x^2)",
+                  soft_wrap=True)
     if not args.dry_run:
         store(args.model, fitted.to_dict(fitted_on, report))
         console.print(f"wrote {args.model / CALIBRATION_FILE}")

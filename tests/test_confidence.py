@@ -62,7 +62,8 @@ def test_logistic_fit_separates_and_thresholds_follow_the_objects():
 def test_statuses_between_the_thresholds():
     zero = np.zeros(len(FEATURES))
     for bias, status in ((3.0, "ok"), (0.0, "low_confidence"), (-3.0, "no_object")):
-        calibration = Calibration(zero, np.ones(len(FEATURES)), zero, bias, accept=0.8, refuse=0.3)
+        calibration = Calibration(zero, np.ones(len(FEATURES)), np.zeros(2 * len(FEATURES)), bias, accept=0.8,
+                                  refuse=0.3)
         assert calibration.status(calibration.confidence(dict.fromkeys(FEATURES, 0.0))) == status
 
 

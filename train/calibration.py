@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from recon.runtime.camera import Camera
-from recon.runtime.confidence import FEATURES, Calibration
+from recon.runtime.confidence import FEATURES, Calibration, expand
 from recon.train import clutter
 from recon.train.data import load_manifest, load_view, part_colors, random_background, random_light
 
@@ -145,10 +145,10 @@ def collect(reconstructor, pictures: list[np.ndarray], progress=None) -> tuple[n
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(mean, std, weights, bias) of an L2-regularised logistic regression on standardised x, each class
-    weighted by the inverse of its size (equal priors)."""
+    """(mean, std, weights, bias) of an L2-regularised logistic regression on the expanded standardised x
+    (recon.runtime.confidence.expand), each class weighted by the inverse of its size (equal priors)."""
     mean, std = x.mean(0), x.std(0) + 1e-6
-    z = np.hstack([(x - mean) / std, np.ones((len(x), 1))])
+    z = np.hstack([expand((x - mean) / std), np.ones((len(x), 1))])
     sample = np.where(y == 1, 0.5 / max(1, y.sum()), 0.5 / max(1, (1 - y).sum()))
     w = np.zeros(z.shape[1])
     ridge = L2 * np.eye(z.shape[1])  # the weighted loss sums to 1: L2 is the ridge's weight beside it
