@@ -12,8 +12,8 @@ with its sha256 in model.json and tied to the sha256 of the networks it was fitt
 
 Statuses (STATUSES): `ok` when confidence >= accept; `low_confidence` when refuse <= confidence <
 accept (the mesh is still made and saved); `no_object` below refuse (only the preview is saved).
-accept is the level that 2% of the training renders fall below; refuse is min(0.5, accept): where
-"not an object" is the likelier answer. A model folder without confidence.json gives confidence None
+accept is the level that 2% of the training renders fall below, refuse the level 0.5% of them fall
+below (recon.train.calibration): low_confidence is unusual, no_object is unlike anything the model knows. A model folder without confidence.json gives confidence None
 and leaves statuses alone.
 """
 

@@ -21,6 +21,7 @@ from recon.train import clutter
 from recon.train.data import load_manifest, load_view, part_colors, random_background, random_light
 
 ACCEPT_QUANTILE = 0.02  # the share of training objects allowed below `accept`
+REFUSE_QUANTILE = 0.005  # below `refuse` (no_object) fall almost no training objects: between is low_confidence
 L2 = 1e-2  # ridge on the standardised weights: keeps the fit finite when the classes separate
 
 
@@ -173,8 +174,8 @@ def fit_calibration(positives: np.ndarray, negatives_x: np.ndarray) -> Calibrati
     mean, std, weights, bias = fit_logistic(x, y)
     fitted = Calibration(mean, std, weights, bias, accept=0.0, refuse=0.0)
     scores = np.array([fitted.confidence(dict(zip(FEATURES, row))) for row in pos])
-    accept = float(np.quantile(scores, ACCEPT_QUANTILE))
-    return Calibration(mean, std, weights, bias, accept=round(accept, 4), refuse=round(min(0.5, accept), 4))
+    accept, refuse = (float(np.quantile(scores, q)) for q in (ACCEPT_QUANTILE, REFUSE_QUANTILE))
+    return Calibration(mean, std, weights, bias, accept=round(accept, 4), refuse=round(min(refuse, accept), 4))
 
 
 def flagged(calibration: Calibration, x: np.ndarray, statuses: list[str]) -> np.ndarray:
