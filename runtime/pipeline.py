@@ -303,7 +303,8 @@ class Reconstructor:
     def stream(self, source, every: int = 1, max_latency_ms: float | None = None, live: bool | None = None,
                **options):
         """Results of a camera index, video file, stream URL or iterable of frames, the stages running
-        concurrently: a recon.runtime.stream.Stream (iterate it; see that module for the options)."""
+        concurrently: a recon.runtime.stream.Stream (iterate it; see that module for the options).
+        mask= / box= (as in `batch`) given once apply to every frame: a fixed camera's region."""
         from recon.runtime.stream import Stream
 
         self._check_open()
