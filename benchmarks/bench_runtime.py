@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_runtime.py                      # fresh `edge` nets, exported here
     .venv/bin/python benchmarks/bench_runtime.py --weights RUN --model MODEL --threads 2
     .venv/bin/python benchmarks/bench_runtime.py --data DATA          # fresh nets with INT8 twins
+    .venv/bin/python benchmarks/bench_runtime.py --weights RUN --model MODEL --baseline OLD_MODEL  # + old vs new
 
 Sides: PyTorch eager (the run's nets behind the runner interface) and every engine this machine has
 for MODEL (recon.runtime.speed.engines): ONNX Runtime CPU FP32, OpenVINO FP32 and BF16 (where the
@@ -98,6 +99,28 @@ def sides(model, run: Path, threads: int) -> dict:
     return out
 
 
+def compare_models(reconstructor, model_dir: Path, baseline_dir: Path, threads: int, repeats: int) -> None:
+    """End to end, MODEL against another model folder, on the shipped examples (pictures as users
+    give them: framing passes included), interleaved, ONNX Runtime CPU FP32 on both."""
+    from recon.runtime.pipeline import Reconstructor
+    from recon.runtime.speed import interleaved_ms
+
+    examples = sorted(p for p in (Path(__file__).resolve().parents[1] / "examples").iterdir()
+                      if p.suffix in (".png", ".jpg"))
+    print(f"\nEnd to end on the {len(examples)} shipped example pictures, {model_dir} against {baseline_dir} "
+          "(ONNX Runtime CPU FP32 both, interleaved, median ms per picture):\n")
+    print("| batch | this model | baseline | baseline / this (above 1: this is faster) |")
+    print("|---:|---:|---:|---:|")
+    with Reconstructor(baseline_dir, device="cpu", threads=threads, batch=8) as baseline:
+        for batch in (1, 8):
+            chunks = [examples[i:i + batch] for i in range(0, len(examples), batch)]
+            times = interleaved_ms({"this": lambda: [reconstructor.batch(c, color=False) for c in chunks],
+                                    "baseline": lambda: [baseline.batch(c, color=False) for c in chunks]},
+                                   max(3, repeats // 2), warmup=1)
+            this, base = (float(np.median(times[k])) / len(examples) for k in ("this", "baseline"))
+            print(f"| {batch} | {this:.1f} | {base:.1f} | {base / this:.2f}x |")
+
+
 def table(title: str, rows: list, labels: list, cell) -> None:
     print(f"\n{title}\n")
     print("| stage | batch | " + " | ".join(labels) + " |")
@@ -115,6 +138,8 @@ def main() -> None:
                         "on its training views (recon-cli export --int8)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every side")
     parser.add_argument("--repeats", type=int, default=10, help="interleaved rounds per network measurement")
+    parser.add_argument("--baseline", type=Path, help="another model folder (e.g. the one shipped before): end to "
+                        "end on the shipped example pictures, interleaved with MODEL, both ONNX Runtime CPU FP32")
     args = parser.parse_args()
 
     from recon.runtime.meshing import marching_cubes, mesh_stats
@@ -203,6 +228,9 @@ def main() -> None:
                                 "checked": lambda: mesh_stats(marching_cubes(grid, 0.5))}, args.repeats)
         mc, trusted, checked = (float(np.median(times[k])) for k in ("mc", "trusted", "checked"))
         print(f"| {res}^3 | {len(mesh.faces)} | {mc:.1f} | {trusted:.1f} | {checked:.1f} |")
+    if args.baseline:
+        reconstructor.runners = runners[REFERENCE]
+        compare_models(reconstructor, model_dir, args.baseline, args.threads, args.repeats)
     reconstructor.runners = own_runners
     reconstructor.close()
     for pair in runners.values():

@@ -32,6 +32,7 @@ from recon.runtime.fileio import remove_stale_temps, temp_prefix, write_bytes_at
 from recon.runtime.model import FORMAT_VERSION as MODEL_FORMAT_VERSION
 
 DYNAMIC_AXIS = "batch"
+SPATIAL_AXES = {2: "height", 3: "width"}  # the sketch graph's, where the preset frames with a smaller pass
 SKETCH_FILE, VOXEL_FILE = "sketch.onnx", "voxel.onnx"
 SKETCH_INPUT, SKETCH_OUTPUTS = "image", ("normals", "depth", "silhouette")
 VOXEL_INPUT, VOXEL_OUTPUTS = "sketch", ("occupancy",)
@@ -152,7 +153,11 @@ def build_nets(loaded: dict):
             first = str(error).strip().splitlines()
             raise ModelError(f"{loaded['paths'][key]}: weights do not fit the {preset.name!r} preset's {name} net "
                              f"({' '.join(first[:2])[:200]})") from None
-        nets.append(net.eval())
+        net.eval()
+        for module in net.modules():  # BatchNorm that simplifiers cannot fold (edge2's voxel decoder)
+            if hasattr(module, "fold_batchnorm"):
+                module.fold_batchnorm()
+        nets.append(net)
     return tuple(nets)
 
 
@@ -187,8 +192,17 @@ def _wrappers():
     return SketchExport, VoxelExport
 
 
-def _to_onnx(module, example, input_name: str, output_names, opset: int):
-    """torch module -> simplified onnx.ModelProto (legacy exporter, eval, dynamic batch)."""
+def framing_size(preset) -> int | None:
+    """Side of the whole-picture framing pass (recon.framing_size), for presets whose sketch graph
+    takes any side (None: a fixed-side graph, framed at image_size). edge2 frames at its full side:
+    at half the side the framing pass loses thin parts and objects in clutter (crop-box IoU against
+    the true crop, median: plain 0.84 vs 0.96, cluttered 0.09 vs 0.77; docs/results/framing.md)."""
+    return preset.image_size if preset.arch == "fast" else None
+
+
+def _to_onnx(module, example, input_name: str, output_names, opset: int, spatial: bool = False):
+    """torch module -> simplified onnx.ModelProto (legacy exporter, eval, dynamic batch; and dynamic
+    height and width with `spatial`)."""
     import onnx
     import onnxslim
     import torch
@@ -198,7 +212,8 @@ def _to_onnx(module, example, input_name: str, output_names, opset: int):
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=opset, input_names=[input_name],
-                          output_names=list(output_names), dynamic_axes={n: {0: DYNAMIC_AXIS} for n in names},
+                          output_names=list(output_names), dynamic_axes={n: {0: DYNAMIC_AXIS, **(SPATIAL_AXES if spatial and n not in VOXEL_OUTPUTS else {})}
+                                                       for n in names},
                           do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL)
     model = onnx.load_from_string(buffer.getvalue())
     try:
@@ -304,6 +319,7 @@ def model_metadata(loaded: dict, threshold: float | None = None) -> Dict[str, st
         "recon.git_commit": git_commit(),
         "recon.export_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "recon.stage_weights": json.dumps(stages),
+        **({"recon.framing_size": str(framing_size(preset))} if framing_size(preset) else {}),
     }
 
 
@@ -320,8 +336,10 @@ def parity_check(sketch_module, voxel_module, folder: Path, image_size: int, thr
 
     inputs = synthetic_inputs(image_size, batch=batch, seed=0)
     lengths = []  # the normals head's output length before F.normalize (how well-defined each direction is)
-    hook = sketch_module.net.normals_head.register_forward_hook(
-        lambda module, args, output: lengths.append(output.norm(dim=1, keepdim=True).numpy()))
+    net = sketch_module.net  # edge2's merged head has the normals as its first 3 channels
+    head = net.normals_head if hasattr(net, "normals_head") else net.head
+    hook = head.register_forward_hook(
+        lambda module, args, output: lengths.append(output[:, :3].norm(dim=1, keepdim=True).numpy()))
     try:
         with torch.no_grad():
             ref_sketch = dict(zip(SKETCH_OUTPUTS,
@@ -461,7 +479,7 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, 
             f"{loaded['paths']['sketch'].name} + {loaded['paths']['voxel'].name}) to {out}")
         graphs = {
             "sketch": _to_onnx(sketch_module, torch.randn(1, 3, s, s, generator=generator), SKETCH_INPUT,
-                               SKETCH_OUTPUTS, opset),
+                               SKETCH_OUTPUTS, opset, spatial=framing_size(preset) is not None),
             "voxel": _to_onnx(voxel_module, torch.rand(1, 5, s, s, generator=generator), VOXEL_INPUT,
                               VOXEL_OUTPUTS, opset),
         }
@@ -525,7 +543,9 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool | str = False, 
 
                 int8_engines = engine_calibration(tmp, data=data, **gate_inputs)
             for name in graphs:
+                sides = (framing_size(preset), s) if name == "sketch" and framing_size(preset) else None
                 sidecars[name] = build_engine(tmp / files[name], tmp / f"{name}.engine", profile=plan["profile"],
+                                              sides=sides,
                                               fp16=engine_mode, workspace=workspace_bytes,
                                               timing_cache=tmp / "timing.cache", log=log,
                                               **int8_engines.get(name, {}))

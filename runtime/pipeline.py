@@ -317,7 +317,7 @@ class Reconstructor:
     def batch(self, images: Sequence, *, bgr: bool = False, names: Sequence[str] | None = None,
               threshold: float | None = None, height_m: float | None = None, width_m: float | None = None,
               smooth: int | None = None, largest_only: bool | None = None, mask=None, box=None,
-              color: bool | None = None) -> list[Result]:
+              color: bool | None = None, follow: "Result | None" = None) -> list[Result]:
         """Results in input order; the networks run on `batch` pictures at a time.
 
         A picture that cannot be read, or where no object is found, gives a failed Result (its error
@@ -328,6 +328,9 @@ class Reconstructor:
         picture (recon.runtime.framing.per_picture); a picture whose mask or box is missing or does not
         fit it fails alone. A mask also gives the voxel net's silhouette channel, as alpha does.
         color: vertex colours from the picture (recon.runtime.color; None: as the Reconstructor was made).
+        follow: a good Result of the previous frame of the same camera: pictures the sketch net frames
+        start from its silhouette instead of a framing pass (one pass per frame while the object stays
+        in view; the main pass's own check crops again when it has moved). Streams pass it.
         """
         self._check_open()
         threshold = self.threshold if threshold is None else float(threshold)
@@ -355,6 +358,11 @@ class Reconstructor:
             items.append(_Item(index, picture, {"preprocess": _ms(start), "sketch": 0.0, "voxel": 0.0, "mesh": 0.0},
                                mask=framing_mask, framing=framing))
 
+        if follow is not None and follow.ok:
+            for item in items:
+                if item.mask is None and item.framing == "auto":
+                    height, width = item.picture.rgb.shape[:2]
+                    item.mask = _to_picture(follow.sketch["silhouette"] > 0.5, follow.box, height, width)
         items = self._find_objects(items, results)
         self._frame(items)
         items = self._reframe(self._sketch(items, results), results)

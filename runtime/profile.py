@@ -313,11 +313,17 @@ def graph_costs(model, batch: int = 1) -> dict:
     from onnx import shape_inference
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
+    # A sketch graph with dynamic height and width (edge2) is costed at the main pass's side.
+    side = next((int(p.value) for p in model.metadata_props if p.key == "recon.image_size"), None)
     for value in model.graph.input:
         dims = value.type.tensor_type.shape.dim
         if dims:
             dims[0].ClearField("dim_param")
             dims[0].dim_value = batch
+        for dim in list(dims)[1:]:
+            if dim.dim_param in ("height", "width") and side:
+                dim.ClearField("dim_param")
+                dim.dim_value = side
     inferred = shape_inference.infer_shapes(model)
     graph = inferred.graph
     weights = {init.name: init for init in graph.initializer}

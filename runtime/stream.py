@@ -284,13 +284,16 @@ class Stream:
     retries / backoff_s: failed reads retried before giving up. timeout_s: a single read blocking longer
     ends the stream (None: wait forever). max_frames: read at most this many frames. queue_size: frames
     waiting for inference and results waiting for the caller, at most. keep_frames: FrameResult.frame
-    holds the RGB frame. options: passed to Reconstructor.batch (threshold, height_m...).
+    holds the RGB frame. track: each frame starts from the previous good frame's silhouette instead of
+    a framing pass (Reconstructor.batch's follow): one sketch pass per frame while the object stays in
+    view. options: passed to Reconstructor.batch (threshold, height_m...).
     """
 
     def __init__(self, reconstructor, source, every: int = 1, max_latency_ms: Optional[float] = None,
                  live: Optional[bool] = None, *, bgr: bool = False, batch: int = 1, retries: int = 3,
                  backoff_s: float = 0.1, timeout_s: Optional[float] = 10.0, max_frames: Optional[int] = None,
-                 queue_size: int = 4, keep_frames: bool = False, name: Optional[str] = None, **options):
+                 queue_size: int = 4, keep_frames: bool = False, name: Optional[str] = None, track: bool = True,
+                 **options):
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise InputError(f"every: must be an integer >= 1, got {every!r}")
         if max_latency_ms is not None and not max_latency_ms > 0:
@@ -307,6 +310,7 @@ class Stream:
         self.every, self.max_latency_ms, self.batch = every, max_latency_ms, 1 if self.live else batch
         self.retries, self.backoff_s, self.timeout_s = int(retries), float(backoff_s), timeout_s
         self.max_frames, self.keep_frames, self.options = max_frames, keep_frames, options
+        self.track, self._followed = bool(track), None  # the last good result, when tracking
         self.stats = StreamStats(source=self.source.name)
         self._lock = threading.Lock()  # guards stats counters written by several threads
         self._stop = threading.Event()
@@ -426,8 +430,10 @@ class Stream:
                     if not chunk:
                         continue
                 frames = [c[1] for c in chunk]
-                results = self.reconstructor.batch(frames, bgr=self.source.bgr,
+                results = self.reconstructor.batch(frames, bgr=self.source.bgr, follow=self._followed,
                                                    names=[f"frame_{c[0]:06d}" for c in chunk], **self.options)
+                if self.track:  # the newest frame's result, if it found the object (else: frame afresh)
+                    self._followed = results[-1] if results[-1].ok else None
                 for (index, frame, captured), result in zip(chunk, results):
                     rgb = None
                     if self.keep_frames:

@@ -46,7 +46,7 @@ recipe = {"data": ["scripts/make_data.sh"] + (["scripts/make_corpus_data.sh"] if
 json.dump(recipe, open(f"{run}/recipe.json", "w"), indent=2)
 PY
 threshold=$($PY -c "import json; print(json.load(open('$RUN/eval.json'))['threshold'])")
-COLUMNS=120 $CLI export --weights "$RUN" --out "$MODEL" --threshold "$threshold" | tee "$RESULTS/export.txt"
+COLUMNS=120 $CLI export --weights "$RUN" --out "$MODEL" --threshold "$threshold" --data "$SYNTH" | tee "$RESULTS/export.txt"
 COLUMNS=120 $CLI eval --data "$SYNTH" --model "$MODEL" --trials 3 --json "$RUN/eval-onnx.json" | tee "$RESULTS/eval-onnx.txt"
 if [ -n "$REAL" ]; then
   COLUMNS=120 $CLI eval --data "$REAL" --model "$MODEL" --trials 3 --json "$RUN/eval-real.json" | tee "$RESULTS/eval-real.txt"

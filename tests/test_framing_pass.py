@@ -32,3 +32,36 @@ def test_box_iou():
     assert box_iou(a, a) == 1.0
     assert box_iou(a, Box(0.0, 5.0, 10.0)) == 50 / 150
     assert box_iou(a, Box(20.0, 20.0, 5.0)) == 0.0 and box_iou(a, None) == 0.0
+
+
+def _counting(runner):
+    """Wrap a runner's infer to count its calls (pictures through the sketch net)."""
+    calls = []
+    original = runner.infer
+
+    def infer(feed):
+        calls.append(len(next(iter(feed.values()))))
+        return original(feed)
+
+    runner.infer = infer
+    return calls
+
+
+def test_a_stream_frames_once_then_follows_the_object():
+    """Frames of a still camera: the first is framed by a framing pass, the others start from the
+    previous frame's silhouette, so each costs one sketch pass; without tracking, two or more."""
+    from pathlib import Path
+
+    from recon import Reconstructor
+    from recon.runtime.images import load_image
+
+    frame = load_image(Path(__file__).resolve().parents[1] / "examples" / "chair_photo.jpg").rgb
+    passes = {}
+    for track in (True, False):
+        with Reconstructor(device="cpu", threads=1) as reconstruct:
+            calls = _counting(reconstruct.runners["sketch"])
+            results = [item.result for item in reconstruct.stream([frame] * 4, track=track, color=False)]
+        assert all(r.ok for r in results), [r.error for r in results]
+        passes[track] = sum(calls)
+    assert passes[True] <= 4 + 2  # one framing pass, then about one pass per frame
+    assert passes[False] >= 8 and passes[True] < passes[False]

@@ -46,6 +46,7 @@ class TrainConfig:
     sketch_mix: float = 0.0  # voxel: fraction of batches fed the sketch net's predictions
     sketch_noise: float = 0.0  # voxel/joint: strength of the errors added to ground-truth sketches (0: none)
     clutter: float = 0.0  # sketch: fraction of views pasted into cluttered scenes (recon.train.augment)
+    multiscale: float = 0.0  # sketch: fraction of batches shown at half resolution (the framing pass's side)
     loss: str = "bce"  # voxel/joint/direct: "bce" (the paper's) or "bce+iou" (adds 1 - soft IoU per object)
     optimizer: str | None = None  # None: the stage's own (the paper's); "adam" or "sgd" to override
     cosine: bool = False  # decay the learning rate by a half cosine over the epochs (per epoch, resumable)
@@ -97,6 +98,10 @@ def batch_iou(logits: torch.Tensor, voxels: torch.Tensor, threshold: float = 0.5
 
 
 def step_sketch(nets, optimizers, batch, cfg, ctx):
+    if cfg.multiscale and torch.rand(()) < cfg.multiscale:  # as the framing pass sees whole pictures
+        from recon.train.augment import half_resolution
+
+        batch = half_resolution(batch)
     loss, parts = sketch_loss(nets["sketch"](normalize(batch["rgb"])), batch)
     optimizers["sketch"].zero_grad(set_to_none=True)
     loss.backward()
