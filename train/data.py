@@ -440,31 +440,6 @@ def load_voxels(root: Path, object_id: str) -> np.ndarray:
     return _read_npz(object_path(Path(root), object_id), ("voxels",))["voxels"]
 
 
-def usable_objects(root: Path, manifest: dict, entries: list[dict]) -> tuple[list[dict], list[str]]:
-    """The entries whose id, category and files are sound (one stat per file), and one line per other
-    one. Objects with missing files or unknown categories are skipped (and counted) so one lost object
-    does not stop a run; a file that exists but is damaged stops the run when it is read (load_view)."""
-    categories = set(manifest.get("categories", []))
-    kept, skipped = [], []
-    for entry in entries:
-        try:
-            object_id = check_object_id(entry.get("id") if isinstance(entry, dict) else None)
-            if entry.get("category") not in categories:
-                raise InputError(f"{object_id}: unknown category {entry.get('category')!r} (manifest.json lists "
-                                 f"{', '.join(sorted(categories))})")
-            views = entry.get("views")
-            if not isinstance(views, int) or views < 1:
-                raise InputError(f"{object_id}: bad view count {views!r} in manifest.json")
-            for path in [object_path(root, object_id)] + [view_path(root, object_id, v) for v in range(views)]:
-                if not path.is_file():
-                    raise InputError(f"{path}: missing")
-        except InputError as error:
-            skipped.append(str(error))
-            continue
-        kept.append(entry)
-    return kept, skipped
-
-
 def preview(root: Path, out: Path, samples: int = 6, seed: int = 0) -> tuple[Path, list[str]]:
     """`recon-cli data preview`: RGB | normals | depth | mask | voxels for a few objects per category.
     Returns (the sheet, one line per object left out: missing or damaged files, unknown category)."""
@@ -473,6 +448,8 @@ def preview(root: Path, out: Path, samples: int = 6, seed: int = 0) -> tuple[Pat
 
     if samples <= 0:
         raise InputError(f"--samples must be positive, got {samples}")
+    from recon.train.views import usable_objects
+
     manifest = load_manifest(root)
     entries, skipped = usable_objects(Path(root), manifest, manifest["objects"])
     rng = np.random.default_rng(seed)

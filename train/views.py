@@ -15,12 +15,40 @@ import numpy as np
 from recon.runtime.errors import InputError
 from recon.runtime.preprocess import DEFAULT_FILL
 from recon.runtime.voxels import downsample
-from recon.train.data import load_manifest, load_voxels, usable_objects
+from recon.train.data import check_object_id, load_manifest, load_voxels, object_path, view_path
 
 SPLITS = ("train", "test", "all")
 
 
+def usable_objects(root: Path, manifest: dict, entries: list[dict]) -> tuple[list[dict], list[str]]:
+    """The entries whose id, category and files are sound (one stat per file), and one line per other
+    one. Objects with missing files or unknown categories are skipped (and counted) so one lost object
+    does not stop a run; a file that exists but is damaged stops the run when it is read (load_view)."""
+    categories = set(manifest.get("categories", []))
+    kept, skipped = [], []
+    for entry in entries:
+        try:
+            object_id = check_object_id(entry.get("id") if isinstance(entry, dict) else None)
+            if entry.get("category") not in categories:
+                raise InputError(f"{object_id}: unknown category {entry.get('category')!r} (manifest.json lists "
+                                 f"{', '.join(sorted(categories))})")
+            views = entry.get("views")
+            if not isinstance(views, int) or views < 1:
+                raise InputError(f"{object_id}: bad view count {views!r} in manifest.json")
+            for path in [object_path(root, object_id)] + [view_path(root, object_id, v) for v in range(views)]:
+                if not path.is_file():
+                    raise InputError(f"{path}: missing")
+        except InputError as error:
+            skipped.append(str(error))
+            continue
+        kept.append(entry)
+    return kept, skipped
+
+
 class DatasetViews:
+    """A split's usable objects (`skipped`: one line per object left out), its (object, view) items and
+    the objects' voxels at `voxel_res`, cached."""
+
     def __init__(self, root: str | Path, split: str = "train", image_size: int = 128, voxel_res: int = 32,
                  categories: list[str] | None = None, fill: float = DEFAULT_FILL, max_objects: int | None = None):
         if split not in SPLITS:
