@@ -35,7 +35,7 @@ CALIBRATION_FILE = "confidence.json"
 CALIBRATION_FORMAT = "recon-confidence"
 
 # The evidence, in the order the fitted weights use (explained in `evidence`).
-FEATURES = ("silhouette_area", "silhouette_certainty", "edge_contact", "largest_part", "parts", "box_fill",
+FEATURES = ("silhouette_area", "silhouette_certainty", "edge_contact", "largest_part", "parts", "box_fill", "solidity",
             "fill_error", "framing_iou", "framing_box_iou", "framing_area", "voxel_entropy", "voxel_occupancy",
             "voxel_solidity")
 
@@ -101,6 +101,18 @@ def _bounds(mask: np.ndarray):
     return (rows[0], cols[0], rows[-1] + 1, cols[-1] + 1) if rows.size else None
 
 
+def _solidity(part: np.ndarray) -> float:
+    """A region's area over its convex hull's (pixel corners, so a filled square gives 1)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    rows, cols = np.nonzero(part)
+    corners = np.concatenate([np.stack([rows + dy, cols + dx], 1) for dy in (0, 1) for dx in (0, 1)])
+    try:
+        return float(min(1.0, part.sum() / ConvexHull(corners).volume))  # a 2-D hull's "volume" is its area
+    except QhullError:  # one row or column of pixels
+        return 1.0
+
+
 def _box_iou(a, b) -> float:
     if a is None or b is None:
         return 0.0
@@ -147,6 +159,7 @@ def evidence(silhouette: np.ndarray, framing_mask: np.ndarray, box: Box, framing
         "largest_part": float(parts.max() / area) if area else 0.0,  # 1: one connected piece
         "parts": float(np.log1p(count)),
         "box_fill": area / box_area if box_area else 0.0,  # the silhouette's share of its own box
+        "solidity": _solidity(labels == (np.argmax(parts) + 1)) if count else 0.0,  # 1: convex (a ball, a box)
         "fill_error": abs(longer - fill),  # the framing should make the longer side `fill` of the crop
         "framing_iou": pixel_iou,
         "framing_box_iou": box_iou,

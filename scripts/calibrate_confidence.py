@@ -92,7 +92,8 @@ def main(argv=None) -> int:
                 "test non-objects": cal.negatives(args.non_objects, args.seed + 1, size),
             }
             fitted_on = {name: reconstructor.model.sha256(name) for name in ("sketch.onnx", "voxel.onnx")}
-            key = json.dumps([fitted_on, [str(d) for d in args.data], args.objects, args.non_objects, args.seed])
+            key = json.dumps([fitted_on, cal.FEATURES, [str(d) for d in args.data], args.objects, args.non_objects,
+                              args.seed])
             evidence = read_cache(args.cache, key)
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                           console=console) as bar:

@@ -22,7 +22,7 @@ from recon.train.data import load_manifest, load_view, part_colors, random_backg
 
 ACCEPT_QUANTILE = 0.02  # the share of training objects allowed below `accept`
 REFUSE_QUANTILE = 0.005  # below `refuse` (no_object) fall almost no training objects: between is low_confidence
-L2 = 1e-2  # ridge on the standardised weights: keeps the fit finite when the classes separate
+L2 = 1e-3  # ridge on the standardised weights: keeps the fit finite when the classes separate
 
 
 # ---------------------------------------------------------------- non-objects
@@ -145,14 +145,15 @@ def collect(reconstructor, pictures: list[np.ndarray], progress=None) -> tuple[n
     return np.asarray(rows, np.float64).reshape(-1, len(FEATURES)), statuses
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2,
+                 steps: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """(mean, std, weights, bias) of an L2-regularised logistic regression on the expanded standardised x
     (recon.runtime.confidence.expand), each class weighted by the inverse of its size (equal priors)."""
     mean, std = x.mean(0), x.std(0) + 1e-6
     z = np.hstack([expand((x - mean) / std), np.ones((len(x), 1))])
     sample = np.where(y == 1, 0.5 / max(1, y.sum()), 0.5 / max(1, (1 - y).sum()))
     w = np.zeros(z.shape[1])
-    ridge = L2 * np.eye(z.shape[1])  # the weighted loss sums to 1: L2 is the ridge's weight beside it
+    ridge = l2 * np.eye(z.shape[1])  # the weighted loss sums to 1: l2 is the ridge's weight beside it
     ridge[-1, -1] = 1e-6  # the bias: barely held, but never free (one class alone would send it to infinity)
     for _ in range(steps):
         p = 1.0 / (1.0 + np.exp(-z @ w))
@@ -165,13 +166,14 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 50) -> tuple[np.ndar
     return mean, std, w[:-1], float(w[-1])
 
 
-def fit_calibration(positives: np.ndarray, negatives_x: np.ndarray) -> Calibration:
-    """The Calibration from evidence rows of objects and non-objects (rows with NaN are left out)."""
+def fit_calibration(positives: np.ndarray, negatives_x: np.ndarray, l2: float = L2) -> Calibration:
+    """The Calibration from evidence rows of objects and non-objects (rows with NaN are left out); l2: the
+    ridge (L2 suits a few hundred pictures of each; fewer need more)."""
     pos = positives[~np.isnan(positives).any(1)]
     neg = negatives_x[~np.isnan(negatives_x).any(1)]
     x = np.vstack([pos, neg])
     y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
-    mean, std, weights, bias = fit_logistic(x, y)
+    mean, std, weights, bias = fit_logistic(x, y, l2)
     fitted = Calibration(mean, std, weights, bias, accept=0.0, refuse=0.0)
     scores = np.array([fitted.confidence(dict(zip(FEATURES, row))) for row in pos])
     accept, refuse = (float(np.quantile(scores, q)) for q in (ACCEPT_QUANTILE, REFUSE_QUANTILE))
