@@ -43,7 +43,7 @@ def _noise(rng: np.random.Generator, size: int) -> np.ndarray:
 def _flat(rng: np.random.Generator, size: int) -> np.ndarray:
     if rng.uniform() < 0.5:
         return random_background(rng, size)
-    return (clutter._texture(rng, size, size) * 255).astype(np.uint8)
+    return (clutter.texture(rng, size, size) * 255).astype(np.uint8)
 
 
 def _room(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -33,7 +33,7 @@ def _value_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     return np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC), np.float32) / 255
 
 
-def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """(height, width, 3) float texture in [0, 1]: one of noise, planks, tiles, gradient."""
     base, other = rng.uniform(0.1, 0.9, 3), rng.uniform(0.1, 0.9, 3)
     side = max(height, width)
@@ -64,10 +64,10 @@ def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 def room(rng: np.random.Generator, size: int) -> np.ndarray:
     """(size, size, 3) float background: a wall above a floor (or one surface), lit unevenly."""
     if rng.uniform() < 0.25:
-        image = _texture(rng, size, size)
+        image = texture(rng, size, size)
     else:
         horizon = int(rng.uniform(0.2, 0.8) * size)
-        image = np.concatenate([_texture(rng, horizon, size), _texture(rng, size - horizon, size)], axis=0)
+        image = np.concatenate([texture(rng, horizon, size), texture(rng, size - horizon, size)], axis=0)
     light = 0.75 + 0.5 * _value_noise(rng, size, 3)[..., None]  # uneven lighting
     return np.clip(image * light, 0, 1)
 
