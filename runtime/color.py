@@ -91,12 +91,14 @@ def _project(points: np.ndarray, rotations: np.ndarray, box, grid_scale: float, 
 
 
 def _downsample(values: np.ndarray, grid: int) -> np.ndarray:
-    """Block mean of an (S, S) map down to (grid, grid); S must be a multiple of grid."""
+    """Block mean of an (S, S) map down to (grid, grid), for any S >= grid (blocks differ by a pixel at most)."""
     size = values.shape[0]
-    if size % grid:
-        raise InputError(f"sketch size {size} is not a multiple of the search grid {grid}")
-    k = size // grid
-    return values.reshape(grid, k, grid, k).mean(axis=(1, 3))
+    if size < grid:
+        raise InputError(f"sketch size {size} is smaller than the pose search grid {grid}")
+    edges = np.arange(grid) * size // grid
+    counts = np.diff(np.append(edges, size))
+    sums = np.add.reduceat(np.add.reduceat(np.asarray(values, np.float64), edges, axis=0), edges, axis=1)
+    return sums / (counts[:, None] * counts[None, :])
 
 
 def _score(points, azimuths, elevations, box, target, target_any, target_depth, camera, depth_weight):

@@ -29,23 +29,24 @@ def l_shape_mesh() -> trimesh.Trimesh:
     return marching_cubes(grid, 0.5)
 
 
-def framed_view(mesh, camera: Camera, face_colors=None) -> dict:
+def framed_view(mesh, camera: Camera, face_colors=None, size: int = SIZE) -> dict:
     """What the networks would give for a render: the framed crop, its silhouette and depth offsets."""
     rendered = render_view(mesh, camera, 256, face_colors=face_colors, ambient=1.0)
     box = frame_box(rendered["mask"], 0.8)
-    mask = crop_map(rendered["mask"], box, SIZE)
-    depth = np.where(mask, crop_map(rendered["depth"], box, SIZE) - camera.distance, 0.0)
-    return {"image": crop_image(rendered["rgb"], box, SIZE), "silhouette": mask.astype(np.float32), "depth": depth}
+    mask = crop_map(rendered["mask"], box, size)
+    depth = np.where(mask, crop_map(rendered["depth"], box, size) - camera.distance, 0.0)
+    return {"image": crop_image(rendered["rgb"], box, size), "silhouette": mask.astype(np.float32), "depth": depth}
 
 
 def angle_error(a: float, b: float) -> float:
     return abs((a - b + 180.0) % 360.0 - 180.0)
 
 
-@pytest.mark.parametrize("azimuth, elevation", [(40.0, 20.0), (200.0, 5.0), (300.0, 30.0)])
-def test_find_view_recovers_the_render_camera(azimuth, elevation):
+@pytest.mark.parametrize("azimuth, elevation, size", [(40.0, 20.0, 128), (200.0, 5.0, 128), (300.0, 30.0, 100)])
+def test_find_view_recovers_the_render_camera(azimuth, elevation, size):
+    """Any crop side works (100 is no multiple of the search grid)."""
     mesh = l_shape_mesh()
-    view = framed_view(mesh, Camera(azimuth, elevation))
+    view = framed_view(mesh, Camera(azimuth, elevation), size=size)
     fit = find_view(mesh.vertices, view["silhouette"], view["depth"])
     assert angle_error(fit.camera.azimuth, azimuth) < 12, fit
     assert abs(fit.camera.elevation - elevation) < 12, fit
