@@ -235,13 +235,14 @@ def _session(path: Path, device: str, threads, sha256: str, providers=None, prof
                                         provider_options=[_as_strings(o) for _, o in chain])
 
 
-def _random_feed(session, batch: int, seed: int = 0) -> dict:
+def _random_feed(session, batch: int, side: int, seed: int = 0) -> dict:
+    """Random inputs at `batch`; other free dimensions (a graph with a dynamic picture side) get `side`."""
     from recon.runtime.backends import _dtype
 
     rng = np.random.default_rng(seed)
     feed = {}
     for arg in session.get_inputs():
-        shape = [batch if i == 0 else (d if isinstance(d, int) else 1) for i, d in enumerate(arg.shape)]
+        shape = [batch if i == 0 else (d if isinstance(d, int) else side) for i, d in enumerate(arg.shape)]
         feed[arg.name] = rng.random(shape).astype(_dtype(arg.type))
     return feed
 
@@ -281,7 +282,7 @@ def profile_layers(model_dir=None, device: str = "auto", batch: int = 1, iterati
             path = model.onnx(net, precision)
             session = _session(path, device, threads, model.sha256(path.name),
                                profile_prefix=str(Path(folder) / net))
-            feed = _random_feed(session, batch)
+            feed = _random_feed(session, batch, model.image_size)
             for _ in range(warmup + iterations):
                 session.run(None, feed)
             with open(session.end_profiling()) as handle:

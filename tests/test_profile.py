@@ -169,3 +169,15 @@ def test_bad_batch(batch):
 
 def test_command_module_imports_no_runtime():
     assert modules_loaded_by("import recon.cli.profile_cmd", ("onnxruntime", "numpy", "onnx", "torch", "rich")) == []
+
+
+def test_per_layer_profile_of_a_model_with_a_free_picture_side(tmp_path):
+    """edge2's sketch graph takes any picture side: the profiler's random inputs use the model's side
+    (a side of 1 made its Concat fail)."""
+    from conftest import make_run
+    from recon.export.onnx_export import export_model
+    from recon.runtime.profile import profile_layers
+
+    export_model(make_run(tmp_path / "run", "edge2"), tmp_path / "model", log=None)
+    layers = profile_layers(tmp_path / "model", device="cpu", batch=1, iterations=1, warmup=0, threads=1)
+    assert set(layers) == {"sketch", "voxel"} and all(summary["total_ms"] > 0 for summary in layers.values())
