@@ -133,7 +133,8 @@ def test_quick_tour_runs_as_written_on_tiny_data(tmp_path):
     assert json.loads((tmp_path / "models" / "a" / "model.json").read_text())["iou"]["variant"] == "full"
     summary = json.loads((tmp_path / "runs" / "infer" / "summary.json").read_text())
     assert sorted(Path(r["input"]).name for r in summary["results"]) == ["airplane.png", "car.jpg", "photo.png"]
-    assert all(r["status"] != "failed" or "no voxel above threshold" in r["error"] for r in summary["results"])
+    failed = [r for r in summary["results"] if r["status"] == "failed"]  # a 1-epoch model misses some objects
+    assert all(r["error"] and "\n" not in r["error"] and Path(r["input"]).name in r["error"] for r in failed), failed
     assert json.loads((tmp_path / "runs" / "live" / "summary.json").read_text())["stats"]["read"] == 4
     assert "batches" in json.loads((tmp_path / "runs" / "profile.json").read_text())
     litter = sorted(p.name for p in tmp_path.iterdir())
