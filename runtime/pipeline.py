@@ -70,7 +70,7 @@ class Result:
     watertight: bool = False
     timings: dict = field(default_factory=dict)  # milliseconds per stage: preprocess, sketch, voxel, mesh
     confidence: Optional[float] = None  # [0, 1], see recon.runtime.confidence; None: the model is not calibrated
-    framing: str = "auto"  # what framed the picture: auto (the sketch net), alpha, mask or box
+    framing: str = "auto"  # what framed the picture: auto (the sketch net), follow (the previous frame), alpha, mask or box
     evidence: Optional[dict] = None  # what confidence is computed from (recon.runtime.confidence.evidence)
     view: object = None  # recon.runtime.color.ViewFit: the camera found for the vertex colours (None: grey mesh)
 
@@ -363,6 +363,7 @@ class Reconstructor:
                 if item.mask is None and item.framing == "auto":
                     height, width = item.picture.rgb.shape[:2]
                     item.mask = _to_picture(follow.sketch["silhouette"] > 0.5, follow.box, height, width)
+                    item.framing = "follow"
         items = self._find_objects(items, results)
         self._frame(items)
         items = self._reframe(self._sketch(items, results), results)
@@ -463,11 +464,13 @@ class Reconstructor:
         and run the sketch net once more. Most pictures keep their first crop: one full pass."""
         again = []
         for item in items:
-            if item.framing != "auto":
+            if item.framing not in ("auto", "follow"):
                 continue
             start = time.perf_counter()
             height, width = item.picture.rgb.shape[:2]
             seen = main_component(_to_picture(item.net_silhouette > 0.5, item.box, height, width))
+            if item.framing == "follow":  # the confidence's framing mask must come from this frame, not the last
+                item.mask = seen
             box = frame_box(seen, self.model.fill)
             if box is not None and box_iou(box, item.box) < REFRAME_IOU:
                 item.box = box  # item.mask stays the framing pass's: the confidence compares the two passes

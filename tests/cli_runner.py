@@ -38,6 +38,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 def start_cli(*args, env: dict | None = None, **popen) -> subprocess.Popen:
     """`recon-cli ARGS...` started in a fresh process (run_cli's environment plus `env`), not waited
     for: for interrupting it, or for running several at once."""
+    # Ctrl-C restored to its default in the child: a shell runs background jobs (a test suite started
+    # with `&`, some CI runners) with SIGINT ignored, and Python then installs no KeyboardInterrupt.
     return subprocess.Popen([sys.executable, "-m", "recon.cli.main", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})},
-                            **popen)
+                            preexec_fn=_default_sigint, **popen)
+
+
+def _default_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

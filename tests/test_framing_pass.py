@@ -78,8 +78,14 @@ def test_following_frames_like_a_framing_pass_on_the_examples():
     examples = sorted(p for p in (Path(__file__).resolve().parents[1] / "examples").iterdir()
                       if p.suffix in (".png", ".jpg"))
     with Reconstructor(device="cpu", threads=1) as reconstruct:
+        compared = 0
         for path in examples:
             framed = reconstruct(path, color=False)
+            if not framed.ok:  # flagged low_confidence (car_clutter.jpg): a stream would frame afresh
+                continue
             followed = reconstruct.batch([path], follow=framed, color=False)[0]
+            assert followed.framing == "follow"
             tolerance = 0.8 if "clutter" in path.name else 0.9
             assert followed.ok and box_iou(framed.box, followed.box) >= tolerance, path.name
+            compared += 1
+    assert compared >= len(examples) - 2

@@ -134,7 +134,7 @@ def test_paper_decoder_channels():
 def test_presets():
     paper = get_preset("paper")
     assert (paper.image_size, paper.voxel_res, paper.encoder_width, paper.latent_dim) == (256, 128, 1.0, 200)
-    with pytest.raises(InputError, match="edge, paper"):
+    with pytest.raises(InputError, match="edge, edge2, edge2-lite, paper"):
         get_preset("huge")
     for p in PRESETS.values():
         args = json.loads(json.dumps(model_args(p)))

@@ -165,8 +165,8 @@ def test_save_writes_every_format_atomically(reconstruct, tmp_path):
     assert preview.shape[1] > 4 * preview.shape[0]  # input | normals | depth | silhouette | 3 mesh views
     with pytest.raises(InputError, match="not supported; valid: obj"):
         result.save(tmp_path, formats=("fbx",))
-    with pytest.raises(InputError, match="does not exist"):
-        result.save(tmp_path / "nowhere")
+    made = result.save(tmp_path / "new" / "folder", formats=("obj",))  # a missing folder is made, as --out does
+    assert made["obj"].parent == tmp_path / "new" / "folder" and made["obj"].stat().st_size > 0
 
 
 def test_constructor_arguments(model_dir):

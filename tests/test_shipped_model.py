@@ -40,7 +40,8 @@ def test_shipped_model_folder_verifies_and_records_its_recipe():
 @pytest.mark.parametrize("name", sorted(IOU_FLOOR))
 def test_example_reconstructs_as_its_category(reconstructor, name):
     result = reconstructor(EXAMPLES / name)
-    assert result.status == "ok", result.error
+    # A cluttered scene may be flagged low_confidence (the mesh is still made); nothing else may be.
+    assert result.status == "ok" or ("clutter" in name and result.status == "low_confidence"), result.error
     assert (result.sketch["silhouette"] > 0.5).any()
     assert len(result.mesh.faces) > 0
     truth = np.load(EXAMPLES / name.replace(Path(name).suffix, ".voxels.npz"))["voxels"]

@@ -6,6 +6,7 @@ import json
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,12 +17,19 @@ from recon.runtime.errors import InputError, ReconError
 cv2 = pytest.importorskip("cv2", reason="OpenCV (the `video` extra) is not installed")
 
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "chair_photo.jpg"
+
+
 def drawn(i: int, size: int = 96) -> np.ndarray:
-    """An RGB frame: a red box on white that moves right with i."""
-    image = np.full((size, size, 3), 255, np.uint8)
-    left = size // 5 + i % (size // 3)
-    cv2.rectangle(image, (left, size // 3), (left + size // 2, size * 3 // 4), (200, 30, 30), -1)
-    return image
+    """An RGB frame: the shipped example chair, moving right with i (the shipped model's confidence
+    refuses a plain drawn box as no chair, car or airplane, as it should)."""
+    from PIL import Image
+
+    base = np.asarray(Image.open(EXAMPLE).convert("RGB").resize((size, size)))
+    shift = i % max(1, size // 8)
+    frame = np.roll(base, shift, axis=1)
+    frame[:, :shift] = base[:, :1]
+    return frame
 
 
 def write_video(path, frames: int = 20, size: int = 96) -> None:

@@ -78,7 +78,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_checkpoint(dat
     train(config(data, tmp_path, "sketch"))
     before = checkpoint_path(tmp_path, "sketch").read_bytes()
     result = run_cli("train", "sketch", "--data", data, "--out", tmp_path, "--epochs", "3", "--batch", "2",
-                     "--resume", "--lr", "1e30")
+                     "--resume", "--lr", "1e30", "--preset", "edge")
     assert_one_line_error(result, "loss became", "last good checkpoint")
     assert checkpoint_path(tmp_path, "sketch").read_bytes() == before
 
