@@ -20,13 +20,19 @@ from pathlib import Path
 import numpy as np
 
 
-def drawn(i: int, size: int) -> np.ndarray:
-    import cv2
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "chair_photo.jpg"
 
-    image = np.full((size, size, 3), 255, np.uint8)
-    left = size // 5 + i % (size // 3)
-    cv2.rectangle(image, (left, size // 3), (left + size // 2, size * 3 // 4), (30, 30, 200), -1)
-    return image
+
+def drawn(i: int, size: int) -> np.ndarray:
+    """A frame (BGR, as OpenCV writes): the shipped example chair, moving right with i. (A drawn box
+    is refused by the shipped model's confidence as no object, which would leave the consumer idle.)"""
+    from PIL import Image
+
+    base = np.asarray(Image.open(EXAMPLE).convert("RGB").resize((size, size)))
+    shift = i % max(1, size // 8)
+    frame = np.roll(base, shift, axis=1)
+    frame[:, :shift] = base[:, :1]
+    return np.ascontiguousarray(frame[..., ::-1])
 
 
 def write_video(path: Path, frames: int, size: int) -> None:
