@@ -272,6 +272,10 @@ def train(cfg: TrainConfig, progress: Callable | None = None) -> dict:
         raise InputError(f"unknown stage {cfg.stage!r}; choose from {', '.join(STAGES)}")
     if cfg.epochs <= 0:
         raise InputError(f"--epochs must be positive, got {cfg.epochs}")
+    if cfg.loss not in LOSSES:
+        raise InputError(f"unknown loss {cfg.loss!r}; choose from {', '.join(LOSSES)}")
+    if cfg.optimizer is not None and cfg.optimizer not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {cfg.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
     stage, preset = STAGES[cfg.stage], get_preset(cfg.preset)
     run = Path(cfg.out)
     path = checkpoint_path(run, cfg.stage)
@@ -290,10 +294,6 @@ def train(cfg: TrainConfig, progress: Callable | None = None) -> dict:
     if "sketch" in stage.uses and cfg.sketch_mix > 0:
         ctx["sketch_net"] = load_net(run, "sketch", "sketch", preset).to(device)
     loader, data_fingerprint = make_loader(cfg, preset, stage, rank, world)
-    if cfg.loss not in LOSSES:
-        raise InputError(f"unknown loss {cfg.loss!r}; choose from {', '.join(LOSSES)}")
-    if cfg.optimizer is not None and cfg.optimizer not in OPTIMIZERS:
-        raise InputError(f"unknown optimizer {cfg.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
     make_optimizer = OPTIMIZERS[cfg.optimizer] if cfg.optimizer else stage.optimizer
     optimizers = {name: make_optimizer(net.parameters(), cfg.lr) for name, net in nets.items()}
     base_rates = [group["lr"] for optimizer in optimizers.values() for group in optimizer.param_groups]
