@@ -1,0 +1,175 @@
+"""The serve side's batching: a bounded queue of decoded pictures and the one worker thread that owns the
+Reconstructor and runs them in micro-batches (recon.runtime.serve's HTTP app feeds it), plus the counters
+the app reports at /metrics.
+
+The worker takes the first waiting job, waits at most `max_wait_ms` for more, up to `max_batch` (the
+memory plan's batch), and runs them as one `Reconstructor.batch()`: jobs with equal options share a run.
+`max_batch=1` is batching off with the same code (the benchmark's baseline). The queue is bounded:
+`submit` raises Overloaded when it is full, so the app can answer 503 at once instead of queueing forever.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["ServeLimits", "Overloaded", "Job", "BatchQueue", "Metrics"]
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    max_upload_bytes: int = 20_000_000  # the whole request body
+    max_pixels: int = 25_000_000  # per picture, checked from the header before decoding
+    max_batch: int = 8  # pictures per network run (1: batching off)
+    max_wait_ms: float = 5.0  # how long the first request of a batch waits for company
+    max_queue: int = 64  # requests waiting; more get 503
+    timeout_s: float = 60.0  # a request waiting longer than this gets 503 too
+    kept_meshes: int = 64  # recent meshes served by URL
+
+
+class Overloaded(Exception):
+    """The queue is full: the caller answers 503 with Retry-After."""
+
+
+@dataclass
+class Job:
+    image: np.ndarray
+    name: str
+    mask: np.ndarray | None
+    box: str | None
+    options: tuple  # (threshold, color, height_m, width_m): jobs with equal options share a run
+    future: Future = field(default_factory=Future)
+    queued: float = field(default_factory=time.perf_counter)
+
+
+class BatchQueue:
+    """A bounded queue and the one thread that runs the Reconstructor over micro-batches of it."""
+
+    def __init__(self, reconstructor, limits: ServeLimits, on_batch=None):
+        self.reconstructor, self.limits = reconstructor, limits
+        self.on_batch = on_batch or (lambda size: None)
+        self._queue: queue.Queue = queue.Queue(maxsize=limits.max_queue)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="recon-batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, job: Job) -> Future:
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise Overloaded() from None
+        return job.future
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                jobs = [self._queue.get(timeout=0.1)]
+            except queue.Empty:
+                continue
+            deadline = time.perf_counter() + self.limits.max_wait_ms / 1000.0
+            while len(jobs) < self.limits.max_batch:
+                try:
+                    jobs.append(self._queue.get(timeout=max(0.0, deadline - time.perf_counter())))
+                except queue.Empty:
+                    break
+            jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]  # callers that gave up
+            groups: dict = {}
+            for job in jobs:
+                groups.setdefault((job.options, job.mask is not None, job.box is not None), []).append(job)
+            for group in groups.values():
+                self._run(group)
+
+    def _run(self, jobs: list[Job]) -> None:
+        threshold, color, height_m, width_m = jobs[0].options
+        masks = [job.mask for job in jobs] if jobs[0].mask is not None else None
+        boxes = [job.box for job in jobs] if jobs[0].box is not None else None
+        started = time.perf_counter()
+        try:
+            results = self.reconstructor.batch([job.image for job in jobs], names=[job.name for job in jobs],
+                                               threshold=threshold, color=color, height_m=height_m,
+                                               width_m=width_m, mask=masks, box=boxes)
+        except Exception as error:  # one bad call must not stop the worker; each caller hears why
+            for job in jobs:
+                job.future.set_exception(error)
+            return
+        self.on_batch(len(jobs))
+        for job, result in zip(jobs, results):
+            job.future.set_result((result, len(jobs), (started - job.queued) * 1000.0))
+
+
+class Metrics:
+    """Counters and a window of recent latencies, as Prometheus text."""
+
+    QUANTILES = (0.5, 0.9, 0.95, 0.99)
+
+    def __init__(self, window: int = 10_000):
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, int], int] = {}
+        self.latencies: deque = deque(maxlen=window)
+        self.latency_sum, self.latency_count = 0.0, 0
+        self.batches, self.batched = 0, 0
+
+    def request(self, path: str, code: int, seconds: float | None = None) -> None:
+        with self._lock:
+            self.requests[(path, code)] = self.requests.get((path, code), 0) + 1
+            if seconds is not None:
+                self.latencies.append(seconds)
+                self.latency_sum += seconds
+                self.latency_count += 1
+
+    def batch(self, size: int) -> None:
+        with self._lock:
+            self.batches += 1
+            self.batched += size
+
+    def text(self, queue_depth: int) -> str:
+        with self._lock:
+            lines = ["# HELP recon_requests_total HTTP requests by path and status code.",
+                     "# TYPE recon_requests_total counter"]
+            lines += [f'recon_requests_total{{path="{p}",code="{c}"}} {n}' for (p, c), n in sorted(self.requests.items())]
+            failures = sum(n for (p, c), n in self.requests.items() if c >= 400)
+            lines += ["# HELP recon_request_failures_total Requests answered with a 4xx or 5xx status.",
+                      "# TYPE recon_request_failures_total counter", f"recon_request_failures_total {failures}",
+                      "# HELP recon_reconstruct_seconds Latency of POST /reconstruct (recent window).",
+                      "# TYPE recon_reconstruct_seconds summary"]
+            ordered = sorted(self.latencies)
+            for q in self.QUANTILES:
+                value = ordered[min(len(ordered) - 1, int(math.ceil(q * len(ordered))) - 1)] if ordered else float("nan")
+                lines.append(f'recon_reconstruct_seconds{{quantile="{q}"}} {value:.6f}')
+            lines += [f"recon_reconstruct_seconds_sum {self.latency_sum:.6f}",
+                      f"recon_reconstruct_seconds_count {self.latency_count}",
+                      "# HELP recon_batches_total Network runs.", "# TYPE recon_batches_total counter",
+                      f"recon_batches_total {self.batches}",
+                      "# HELP recon_batched_pictures_total Pictures in those runs.",
+                      "# TYPE recon_batched_pictures_total counter", f"recon_batched_pictures_total {self.batched}",
+                      "# HELP recon_queue_depth Requests waiting for the network.", "# TYPE recon_queue_depth gauge",
+                      f"recon_queue_depth {queue_depth}"]
+        rss = _resident_bytes()
+        if rss is not None:
+            lines += ["# HELP process_resident_memory_bytes Resident memory.",
+                      "# TYPE process_resident_memory_bytes gauge", f"process_resident_memory_bytes {rss}"]
+        return "\n".join(lines) + "\n"
+
+
+def _resident_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
