@@ -102,15 +102,20 @@ def _bounds(mask: np.ndarray):
 
 
 def _solidity(part: np.ndarray) -> float:
-    """A region's area over its convex hull's (pixel corners, so a filled square gives 1)."""
-    from scipy.spatial import ConvexHull, QhullError
+    """A non-empty region's area over its convex hull's (pixel corners, so a filled square gives 1).
 
-    rows, cols = np.nonzero(part)
-    corners = np.concatenate([np.stack([rows + dy, cols + dx], 1) for dy in (0, 1) for dx in (0, 1)])
-    try:
-        return float(min(1.0, part.sum() / ConvexHull(corners).volume))  # a 2-D hull's "volume" is its area
-    except QhullError:  # one row or column of pixels
-        return 1.0
+    The hull of a row's pixels is the rectangle from its first to its last pixel, so the four corners
+    of that rectangle per row span the same hull as every pixel's corners (at most 4 x rows points,
+    not 4 x area; integer corners, so Qhull's area is the same number). Never degenerate: one pixel
+    is a unit square."""
+    from scipy.spatial import ConvexHull
+
+    rows = np.flatnonzero(part.any(axis=1))
+    first = part[rows].argmax(axis=1)
+    last = part.shape[1] - part[rows, ::-1].argmax(axis=1)  # one past the row's last pixel
+    corners = np.stack([np.concatenate([rows, rows, rows + 1, rows + 1]),
+                        np.concatenate([first, last, first, last])], axis=1)
+    return float(min(1.0, part.sum() / ConvexHull(corners).volume))  # a 2-D hull's "volume" is its area
 
 
 def _box_iou(a, b) -> float:
@@ -149,8 +154,8 @@ def evidence(silhouette: np.ndarray, framing_mask: np.ndarray, box: Box, framing
     longer = max(bounds[2] - bounds[0], bounds[3] - bounds[1]) / size if bounds else 0.0
     box_area = (bounds[2] - bounds[0]) * (bounds[3] - bounds[1]) if bounds else 0
     p = np.clip(voxels.astype(np.float64), 1e-6, 1 - 1e-6)
-    shell = p > 0.05
-    entropy = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+    shell = p[p > 0.05]  # the entropy of these only: most of the grid is sure empty space
+    entropy = -(shell * np.log2(shell) + (1 - shell) * np.log2(1 - shell))
     occupied = p > threshold
     return {
         "silhouette_area": area / solid.size,  # the crop's share the net calls object
@@ -163,8 +168,8 @@ def evidence(silhouette: np.ndarray, framing_mask: np.ndarray, box: Box, framing
         "fill_error": abs(longer - fill),  # the framing should make the longer side `fill` of the crop
         "framing_iou": pixel_iou,
         "framing_box_iou": box_iou,
-        "framing_area": float(framing_mask.mean()),  # the framing mask's share of the whole picture
-        "voxel_entropy": float(entropy[shell].mean()) if shell.any() else 1.0,  # bits: 0 sure, 1 a coin toss
+        "framing_area": np.count_nonzero(framing_mask) / framing_mask.size,  # its share of the whole picture
+        "voxel_entropy": float(entropy.mean()) if shell.size else 1.0,  # bits: 0 sure, 1 a coin toss
         "voxel_occupancy": float(occupied.mean()),
         "voxel_solidity": float(p[occupied].mean()) if occupied.any() else 0.0,
     }

@@ -185,3 +185,29 @@ def test_cli_reports_confidence_and_refusals(calibrated, tmp_path):
     assert f"ok (confidence {entries['render.png']['confidence']:.2f})" in lines
     if noise["status"] == "no_object":
         assert "no_object" in lines and "no mesh written" in lines and "obj" not in noise["outputs"]
+
+
+def test_solidity_is_the_hull_of_every_pixel_corner():
+    """The per-row hull corners give exactly the number the hull of all 4 x area pixel corners gives (the
+    calibration was fitted on that): blobs, their fragments, one pixel, one row, a diagonal, an L."""
+    from scipy import ndimage
+    from scipy.spatial import ConvexHull
+
+    from recon.runtime.confidence import _solidity
+
+    def every_corner(part):
+        rows, cols = np.nonzero(part)
+        corners = np.concatenate([np.stack([rows + dy, cols + dx], 1) for dy in (0, 1) for dx in (0, 1)])
+        return float(min(1.0, part.sum() / ConvexHull(corners).volume))
+
+    rng = np.random.default_rng(0)
+    parts = [np.eye(12, dtype=bool), np.pad(np.ones((1, 1), bool), 3), np.pad(np.ones((1, 9), bool), 2)]
+    ell = np.zeros((20, 20), bool)
+    ell[2:18, 3:7] = ell[13:18, 3:16] = True
+    parts.append(ell)
+    for size in (16, 64, 128, 300):
+        noise = ndimage.gaussian_filter(rng.random((size, size)), rng.uniform(1, 6))
+        labels, count = ndimage.label(noise > np.quantile(noise, 0.7))
+        parts += [labels == label for label in range(1, min(count, 6) + 1)]
+    assert [_solidity(part) for part in parts] == [every_corner(part) for part in parts]
+    assert _solidity(ell) < 1.0 == _solidity(parts[1]) == _solidity(parts[2])
