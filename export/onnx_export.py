@@ -10,51 +10,37 @@ preprocessing metadata, lint for TensorRT 8.6, plan memory for `--vram`, compare
 PyTorch (always), optionally make FP16 twins (gated) and TensorRT engines, write model.json.
 Everything is written to a temporary folder beside MODEL and renamed into place at the end, so a
 failed export leaves no model folder behind (and an existing one untouched).
+The pieces: run_folder.py (checkpoints -> nets), onnx_graphs.py (wrappers, export, contract check),
+onnx_metadata.py (the recon.* metadata_props); parity, FP16, INT8, lint, plan and TensorRT have their own.
 """
 
 from __future__ import annotations
 
-import datetime
-import io
 import json
 import os
 import shutil
-import subprocess
 import tempfile
-import warnings
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable
 
 import numpy as np
 
-from recon.runtime.errors import InputError, ModelError, first_line
+from recon.export.onnx_graphs import (SKETCH_FILE, SKETCH_INPUT, SKETCH_OUTPUTS, VOXEL_FILE, VOXEL_INPUT, VOXEL_OUTPUTS,
+                                      _to_onnx, _wrappers, check_graph, framing_size)
+from recon.export.onnx_metadata import METADATA_KEYS, model_metadata, read_metadata, set_metadata
+from recon.export.run_folder import build_nets, load_run
+from recon.runtime.errors import InputError
 from recon.runtime.fileio import remove_stale_temps, temp_prefix, write_bytes_atomic, write_json_atomic
-from recon.runtime.model import FORMAT_VERSION as MODEL_FORMAT_VERSION
 
-DYNAMIC_AXIS = "batch"
-SPATIAL_AXES = {2: "height", 3: "width"}  # the sketch graph's, where the preset frames with a smaller pass
-SKETCH_FILE, VOXEL_FILE = "sketch.onnx", "voxel.onnx"
-SKETCH_INPUT, SKETCH_OUTPUTS = "image", ("normals", "depth", "silhouette")
-VOXEL_INPUT, VOXEL_OUTPUTS = "sketch", ("occupancy",)
+# Also the names of onnx_graphs.py, onnx_metadata.py and run_folder.py that other modules import from here.
+__all__ = ["export_model", "prepare_output", "fp16_mode", "check_opset", "parity_check", "OPSET_RANGE",
+           "PARITY_BATCH", "FP16_MODES", "METADATA_KEYS", "SKETCH_FILE", "SKETCH_INPUT", "SKETCH_OUTPUTS",
+           "VOXEL_FILE", "VOXEL_INPUT", "VOXEL_OUTPUTS", "build_nets", "load_run", "check_graph", "framing_size",
+           "model_metadata", "read_metadata", "set_metadata"]
+
 OPSET_RANGE = (13, 17)  # 13: Squeeze/Unsqueeze axes as inputs; 17: the newest TensorRT 8.6 parses
 PARITY_BATCH = 2
 FP16_MODES = ("off", "on", "auto")
-FORMAT_VERSION = str(MODEL_FORMAT_VERSION)  # recon.format_version: the model folder format written
-OUTPUT_MEANINGS = {
-    "normals": "(B,3,S,S) camera-space unit normals facing the camera (OpenGL camera: x right, y up, looking down -z)",
-    "depth": "(B,1,S,S) depth offset from the object centre along the view axis; see recon.depth_meaning",
-    "silhouette": "(B,1,S,S) probability that the pixel shows the object (sigmoid applied)",
-    "occupancy": "(B,R,R,R) probability that the voxel is inside the object, axes [x, y, z] of the canonical "
-                 "frame (y up, front -z), voxel i centred at -0.5 + (i + 0.5) / R (sigmoid applied)",
-}
-DEPTH_MEANING = ("camera depth minus camera distance (default 2.2): positive distance along the viewing axis to "
-                 "the surface, offset so the object centre is 0; 0 off the object (use silhouette to mask)")
-METADATA_KEYS = (
-    "recon.format_version", "recon.preset", "recon.image_size", "recon.channel_order", "recon.mean", "recon.std",
-    "recon.framing_fill", "recon.background", "recon.voxel_res", "recon.threshold", "recon.outputs",
-    "recon.depth_meaning", "recon.data_fingerprint", "recon.version", "recon.git_commit", "recon.export_time",
-    "recon.stage_weights",
-)
 
 
 def _log_default(message: str) -> None:
@@ -100,227 +86,6 @@ def prepare_output(out: str | Path) -> Path:
         raise InputError(f"--out {out}: {parent} is not writable")
     remove_stale_temps(parent)  # temporary model folders of an export that was killed
     return out
-
-
-# ---------------------------------------------------------------- the run folder
-
-
-def _stage_state(path: Path, expect_preset: Optional[str], stage: str, net: str) -> dict:
-    from recon.train.checkpoint import load_checkpoint
-
-    state = load_checkpoint(path, expect_preset=expect_preset)
-    if state.get("stage") not in (None, stage):
-        raise ModelError(f"{path}: holds stage {state.get('stage')!r}, expected {stage!r}")
-    if not isinstance(state.get("nets"), dict) or net not in state["nets"]:
-        raise ModelError(f"{path}: has no {net!r} weights (nets: {sorted(state.get('nets') or {})})")
-    return state
-
-
-def load_run(run: str | Path) -> dict:
-    """The deployable chain of a run folder: sketch.pt + joint.pt (else voxel.pt), same preset."""
-    from recon.train.checkpoint import checkpoint_path, checkpoint_preset
-
-    run = Path(run).expanduser()
-    if not run.is_dir():
-        raise InputError(f"--weights {run}: run folder not found (train one with `recon-cli train sketch --out RUN`)")
-    sketch_path = checkpoint_path(run, "sketch")
-    sketch = _stage_state(sketch_path, None, "sketch", "sketch")
-    preset = checkpoint_preset(sketch)
-    voxel_stage = "joint" if checkpoint_path(run, "joint").exists() else "voxel"
-    voxel_path = checkpoint_path(run, voxel_stage)
-    if not voxel_path.exists():
-        raise ModelError(f"{run}: no joint.pt or voxel.pt (train the voxel stage first: "
-                         f"`recon-cli train voxel --out {run}`)")
-    voxel = _stage_state(voxel_path, preset.name, voxel_stage, "voxel")
-    if checkpoint_preset(voxel) != preset:
-        raise ModelError(f"{voxel_path}: preset {voxel['model_args']} differs from {sketch_path}'s "
-                         f"{sketch['model_args']}")
-    return {"run": run, "preset": preset, "sketch": sketch, "voxel": voxel, "voxel_stage": voxel_stage,
-            "paths": {"sketch": sketch_path, "voxel": voxel_path}}
-
-
-def build_nets(loaded: dict):
-    """(sketch net, voxel net) with the run's weights, in eval mode."""
-    from recon.train.presets import build_sketch_net, build_voxel_net  # = recon.train.loop.NETS["sketch"/"voxel"]
-
-    preset = loaded["preset"]
-    nets = []
-    for key, name, build in (("sketch", "sketch", build_sketch_net), ("voxel", "voxel", build_voxel_net)):
-        net = build(preset)
-        try:
-            net.load_state_dict(loaded[key]["nets"][name], strict=True)
-        except (RuntimeError, KeyError, TypeError) as error:
-            first = str(error).strip().splitlines()
-            raise ModelError(f"{loaded['paths'][key]}: weights do not fit the {preset.name!r} preset's {name} net "
-                             f"({' '.join(first[:2])[:200]})") from None
-        net.eval()
-        for module in net.modules():  # BatchNorm that simplifiers cannot fold (edge2's voxel decoder)
-            if hasattr(module, "fold_batchnorm"):
-                module.fold_batchnorm()
-        nets.append(net)
-    return tuple(nets)
-
-
-# ---------------------------------------------------------------- graphs
-
-
-def _wrappers():
-    import torch
-    from torch import nn
-
-    class SketchExport(nn.Module):
-        """image -> normals, depth, silhouette probability."""
-
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, image):
-            out = self.net(image)
-            return out["normals"], out["depth"], torch.sigmoid(out["silhouette_logits"])
-
-    class VoxelExport(nn.Module):
-        """sketch (normals, depth, silhouette) -> occupancy probability."""
-
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, sketch):
-            return torch.sigmoid(self.net(sketch))
-
-    return SketchExport, VoxelExport
-
-
-def framing_size(preset) -> int | None:
-    """Side of the whole-picture framing pass (recon.framing_size), for presets whose sketch graph
-    takes any side (None: a fixed-side graph, framed at image_size). edge2 frames at its full side:
-    at half the side the framing pass loses thin parts and objects in clutter (crop-box IoU against
-    the true crop, median: plain 0.84 vs 0.96, cluttered 0.09 vs 0.77; docs/results/framing.md)."""
-    return preset.image_size if preset.arch == "fast" else None
-
-
-def _to_onnx(module, example, input_name: str, output_names, opset: int, spatial: bool = False):
-    """torch module -> simplified onnx.ModelProto (legacy exporter, eval, dynamic batch; and dynamic
-    height and width with `spatial`)."""
-    import onnx
-    import onnxslim
-    import torch
-
-    buffer = io.BytesIO()
-    names = [input_name, *output_names]
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=opset, input_names=[input_name],
-                          output_names=list(output_names), dynamic_axes={n: {0: DYNAMIC_AXIS, **(SPATIAL_AXES if spatial and n not in VOXEL_OUTPUTS else {})}
-                                                       for n in names},
-                          do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL)
-    model = onnx.load_from_string(buffer.getvalue())
-    try:
-        slim = onnxslim.slim(model)
-    except Exception as error:
-        raise ModelError(f"onnxslim could not simplify the {input_name} graph: {first_line(error)}") from None
-    return slim if slim is not None else model
-
-
-def check_graph(model, what: str) -> None:
-    """The export contract: BatchNorm folded, explicit symmetric pads, single file, checker + strict shapes."""
-    import onnx
-
-    leftovers = [n.name or n.output[0] for n in model.graph.node if n.op_type == "BatchNormalization"]
-    if leftovers:
-        raise ModelError(f"{what}: BatchNormalization not folded after simplification: {', '.join(leftovers[:5])}")
-    for node in model.graph.node:
-        if node.op_type not in ("Conv", "ConvTranspose", "MaxPool", "AveragePool"):
-            continue
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        auto_pad = attrs.get("auto_pad", b"NOTSET")
-        if (auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad) not in ("NOTSET", ""):
-            raise ModelError(f"{what}: {node.name} uses auto_pad={auto_pad!r}; explicit pads are required")
-        pads = list(attrs.get("pads", []))
-        if pads[: len(pads) // 2] != pads[len(pads) // 2:]:
-            raise ModelError(f"{what}: {node.name} has asymmetric pads {pads}")
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        raise ModelError(f"{what}: has external data; a single file is required")
-    try:
-        onnx.checker.check_model(model, full_check=True)
-        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    except Exception as error:
-        raise ModelError(f"{what}: fails the ONNX checker: {first_line(error, 240)}") from None
-
-
-def set_metadata(model, metadata: Dict[str, str], graph_name: str) -> None:
-    import recon
-
-    del model.metadata_props[:]
-    for key in METADATA_KEYS:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, metadata[key]
-    model.producer_name, model.producer_version = "recon", recon.__version__
-    model.graph.name = graph_name
-    model.doc_string = "recon: one photo -> 2.5D sketch -> voxels; see the recon.* metadata for preprocessing"
-    if model.ir_version > 8:  # what TensorRT 8.6's parser is built against; opset <= 17 needs nothing newer
-        model.ir_version = 8
-
-
-def read_metadata(path: str | Path) -> Dict[str, str]:
-    """The metadata_props of an ONNX file in file order (without loading its weights)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return {entry.key: entry.value for entry in model.metadata_props}
-
-
-def git_commit() -> str:
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                              text=True, timeout=5)
-        commit = done.stdout.strip()
-        return commit if done.returncode == 0 and commit else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def model_metadata(loaded: dict, threshold: float | None = None) -> Dict[str, str]:
-    """The recon.* metadata_props (strings; JSON where structured) from a loaded run; threshold: the
-    default iso level (None: DEFAULT_THRESHOLD), best chosen on training data by `recon-cli eval --split train`."""
-    import recon
-    from recon.runtime.model import sha256_file
-    from recon.runtime.preprocess import DEFAULT_FILL
-    from recon.train.evaluate import DEFAULT_THRESHOLD
-    from recon.train.presets import IMAGE_MEAN, IMAGE_STD
-
-    preset = loaded["preset"]
-    fingerprints = {key: loaded[key].get("data_fingerprint") for key in ("sketch", "voxel")}
-    fingerprint = (fingerprints["sketch"] if fingerprints["sketch"] == fingerprints["voxel"]
-                   else json.dumps(fingerprints))
-    stages = {}
-    for key in ("sketch", "voxel"):
-        path = loaded["paths"][key]
-        epoch = loaded[key].get("epoch")
-        stages[key] = {"file": path.name, "stage": loaded[key].get("stage", path.stem),
-                       "epoch": int(epoch) if isinstance(epoch, (int, np.integer)) else epoch,
-                       "sha256": sha256_file(path)}
-    return {
-        "recon.format_version": FORMAT_VERSION,
-        "recon.preset": preset.name,
-        "recon.image_size": str(preset.image_size),
-        "recon.channel_order": "RGB",
-        "recon.mean": json.dumps([float(v) for v in IMAGE_MEAN]),
-        "recon.std": json.dumps([float(v) for v in IMAGE_STD]),
-        "recon.framing_fill": repr(float(DEFAULT_FILL)),
-        "recon.background": "white",
-        "recon.voxel_res": str(preset.voxel_res),
-        "recon.threshold": repr(float(DEFAULT_THRESHOLD if threshold is None else threshold)),
-        "recon.outputs": json.dumps(OUTPUT_MEANINGS),
-        "recon.depth_meaning": DEPTH_MEANING,
-        "recon.data_fingerprint": str(fingerprint),
-        "recon.version": recon.__version__,
-        "recon.git_commit": git_commit(),
-        "recon.export_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "recon.stage_weights": json.dumps(stages),
-        **({"recon.framing_size": str(framing_size(preset))} if framing_size(preset) else {}),
-    }
 
 
 # ---------------------------------------------------------------- parity
