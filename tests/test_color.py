@@ -78,6 +78,34 @@ def test_vertices_take_the_colour_of_their_side(unseen, axis):
     assert agree.mean() > 0.9, agree.mean()
 
 
+def test_eroded_lookup_and_unseen_fill_match_their_plain_definitions():
+    """The one-erosion lookup is the 8-neighbour test with the crop's edge repeated outward; the
+    mirror-first fill gives every hidden vertex what nearest-then-mirror-overrides gives."""
+    from scipy.spatial import cKDTree
+
+    from recon.runtime.color import MIRROR_REACH, _fill_unseen, _inside_eroded
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((40, 40)) > 0.2
+    mask[:, :8] = True  # object running off the crop's edge
+    row, col = (a.ravel() for a in np.indices(mask.shape))
+    neighbours = [mask[np.clip(row + dr, 0, 39), np.clip(col + dc, 0, 39)] for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
+    assert np.array_equal(_inside_eroded(mask, row, col), np.logical_and.reduce(neighbours))
+
+    points = l_shape_mesh().vertices
+    seen = points[:, 2] < points[:, 2].mean()  # the front half
+    colors = rng.uniform(0, 255, (int(seen.sum()), 3)).astype(np.float32)
+    hidden = np.flatnonzero(~seen)
+    tree = cKDTree(points[seen])
+    nearest = colors[tree.query(points[hidden])[1]]
+    distance, mirror = tree.query(points[hidden] * [-1.0, 1.0, 1.0], distance_upper_bound=MIRROR_REACH)
+    mirrored = nearest.copy()
+    mirrored[np.isfinite(distance)] = colors[mirror[np.isfinite(distance)]]
+    assert 0 < np.isfinite(distance).sum() < hidden.size
+    assert np.array_equal(_fill_unseen(points, seen, colors, hidden, "nearest"), nearest)
+    assert np.array_equal(_fill_unseen(points, seen, colors, hidden, "mirror"), mirrored)
+
+
 def test_unknown_fill_is_refused():
     mesh = l_shape_mesh()
     view = framed_view(mesh, Camera(60.0, 25.0))
