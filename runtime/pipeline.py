@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -32,8 +33,8 @@ from recon.runtime.framing import apply_framing, per_picture
 from recon.runtime.images import Picture, load_image
 from recon.runtime.meshing import marching_cubes, mesh_stats
 from recon.runtime.model import ModelInfo, default_model_dir, load_model_dir
-from recon.runtime.preprocess import (Box, box_iou, crop_image, crop_map, frame_box, main_component, normalize_image,
-                                      whole_image_box)
+from recon.runtime.preprocess import (Box, box_iou, crop_image, crop_map, frame_box, normalize_image, picture_component,
+                                      to_picture, whole_image_box)
 from recon.runtime.result import OUTPUT_FORMATS, STAGES, Result, check_formats
 from recon.runtime.system import check_batch_memory
 
@@ -112,8 +113,8 @@ class Reconstructor:
     """Loads a model folder once; call it on pictures (paths or arrays) to get Results.
 
     model_dir: a `recon-cli export` folder (None: the packaged default model). device: auto, cpu,
-    cuda, tensorrt or openvino (backends.DEVICES). threads: CPU threads per network (None: the
-    backend's default, all cores). batch: pictures per network run in `batch()`. threshold: iso level
+    cuda, tensorrt or openvino (backends.DEVICES). threads: CPU threads per network, and pictures
+    prepared and meshed at once in `batch()` (None: the backend's default, all cores). batch: pictures per network run in `batch()`. threshold: iso level
     (None: the model's recon.threshold). smooth / largest_only: see meshing.marching_cubes.
     precision: fp32, or the model's fp16/int8 twins (model.PRECISIONS). `providers` says what runs
     each net (e.g. "OpenVINO CPU BF16"). Not thread-safe: use one Reconstructor per thread.
@@ -138,6 +139,9 @@ class Reconstructor:
         self.smooth, self.largest_only = int(smooth), bool(largest_only)
         self.color = bool(color)  # vertex colours from the picture (recon.runtime.color)
         self.device = device
+        # Threads for the per-picture work around the networks (framing, crops, meshes, evidence, colours).
+        self.workers = max(1, min(batch, threads or os.cpu_count() or 1))
+        self._pool = None  # made on the first batch that has work for it
         self.runners = {}
         try:
             for net in ("sketch", "voxel"):
@@ -161,11 +165,25 @@ class Reconstructor:
         for runner in self.runners.values():
             runner.deactivate()
         self.runners = {}
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def _check_open(self) -> None:
         if not self.runners:
             raise ReconError("this Reconstructor is closed (close() was called or its `with` block ended); "
                              "make a new one")
+
+    def _each(self, function, items) -> list:
+        """[function(item) for item in items], in input order, on `workers` threads when there are several
+        items: numpy, scipy.ndimage, the kd-tree and PIL release the GIL for most of the per-picture work.
+        An exception raises here as in a plain loop; a picture's expected failures are its Result."""
+        items = list(items)
+        if self.workers < 2 or len(items) < 2:
+            return [function(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="recon-picture")
+        return list(self._pool.map(function, items))
 
     def __enter__(self):
         return self
@@ -218,41 +236,37 @@ class Reconstructor:
         if len(names) != len(images):
             raise InputError(f"names: {len(names)} names for {len(images)} images")
         given = per_picture(names, mask, box)
-        results: list[Result | None] = [None] * len(images)
-        items = []
-        for index, image in enumerate(images):
+
+        def load(index: int) -> _Item | Result:
             start = time.perf_counter()
             try:
-                picture = load_image(image, background=self.model.background, bgr=bgr, name=names[index])
+                picture = load_image(images[index], background=self.model.background, bgr=bgr, name=names[index])
                 picture, framing_mask, framing = apply_framing(picture, *given[index], self.model.background)
             except InputError as error:
-                results[index] = Result(names[index], status="failed", error=str(error))
-                continue
-            items.append(_Item(index, picture, {"preprocess": _ms(start), "sketch": 0.0, "voxel": 0.0, "mesh": 0.0},
-                               mask=framing_mask, framing=framing))
+                return Result(names[index], status="failed", error=str(error))
+            return _Item(index, picture, {"preprocess": _ms(start), "sketch": 0.0, "voxel": 0.0, "mesh": 0.0},
+                         mask=framing_mask, framing=framing)
+
+        loaded = self._each(load, range(len(images)))
+        results: list[Result | None] = [entry if isinstance(entry, Result) else None for entry in loaded]
+        items = [entry for entry in loaded if isinstance(entry, _Item)]
 
         if follow is not None and follow.ok:
             for item in items:
                 if item.mask is None and item.framing == "auto":
                     height, width = item.picture.rgb.shape[:2]
-                    item.mask = _to_picture(follow.sketch["silhouette"] > 0.5, follow.box, height, width)
+                    item.mask = to_picture(follow.sketch["silhouette"] > 0.5, follow.box, height, width)
                     item.framing = "follow"
         items = self._find_objects(items, results)
         self._frame(items)
         items = self._reframe(self._sketch(items, results), results)
         self._voxels(items)
-        for item in items:
-            results[item.index] = self._mesh(item, threshold, height_m, width_m,
-                                             self.smooth if smooth is None else smooth,
-                                             self.largest_only if largest_only is None else largest_only)
-            results[item.index].evidence = evidence(item.net_silhouette, item.mask, item.box, item.framing,
-                                                    item.voxels, threshold, self.model.fill)
-            if self.calibration is not None:
-                judge(results[item.index], self.calibration)
+        options = (threshold, height_m, width_m, self.smooth if smooth is None else smooth,
+                   self.largest_only if largest_only is None else largest_only, self.color if color is None else color)
+        for item, result in zip(items, self._each(lambda item: self._finish(item, *options), items)):
+            results[item.index] = result
         for result in results:
             result.threshold = threshold
-            if self.color if color is None else color:
-                paint(result)
         return results
 
     # ---------------------------------------------------------------- stages
@@ -278,42 +292,51 @@ class Reconstructor:
 
     def _find_objects(self, items: list[_Item], results: list) -> list[_Item]:
         """Pictures without alpha: a sketch pass over the centred whole picture finds the silhouette."""
-        kept = []
-        for item in items:
-            rgb = item.picture.rgb
-            # One flat colour cannot show an object, whatever the network would guess.
-            if item.mask is None and int(rgb.max()) - int(rgb.min()) <= _FLAT:
-                results[item.index] = _failed(item, "no object found (the picture is one flat colour)")
-            else:
-                kept.append(item)
-        items = kept
         todo = [item for item in items if item.mask is None]
-        inputs, boxes = [], []
+        inputs = dict(zip(map(id, todo), self._each(self._framing_input, todo)))
         for item in todo:
-            start = time.perf_counter()
+            if inputs[id(item)] is None:
+                results[item.index] = _failed(item, "no object found (the picture is one flat colour)")
+        items = [item for item in items if inputs.get(id(item), True) is not None]
+        todo = [item for item in todo if inputs[id(item)] is not None]
+        outputs = self._run("sketch", "image", [inputs[id(item)] for item in todo], todo) if todo else []
+
+        def component(pair) -> np.ndarray:
+            item, out = pair
             height, width = item.picture.rgb.shape[:2]
-            boxes.append(whole_image_box(height, width))
-            # At the model's framing size (a quarter of the pixels for edge2): finding the object needs
-            # its silhouette only, not the detail the main pass on the crop gives.
-            inputs.append(self._normalized(crop_image(item.picture.rgb, boxes[-1], self.model.framing_size)))
-            item.timings["preprocess"] += _ms(start)
-        for item, box, out in zip(todo, boxes, self._run("sketch", "image", inputs, todo) if todo else []):
-            height, width = item.picture.rgb.shape[:2]
-            item.mask = main_component(_to_picture(out["silhouette"][0] > 0.5, box, height, width))
+            return picture_component(out["silhouette"][0] > 0.5, whole_image_box(height, width), height, width)
+
+        for item, mask in zip(todo, self._each(component, zip(todo, outputs))):
+            item.mask = mask
         kept = []
         for item in items:
-            if item.mask.sum() < _min_pixels(item.mask.shape):
+            if np.count_nonzero(item.mask) < _min_pixels(item.mask.shape):
                 results[item.index] = _failed(item, "no object found")
             else:
                 kept.append(item)
         return kept
 
+    def _framing_input(self, item: _Item) -> np.ndarray | None:
+        """The framing pass's input for a picture, None when it is one flat colour: that cannot show an
+        object, whatever the network would guess. At the model's framing size (a quarter of the pixels
+        for edge2): finding the object needs its silhouette only, not the detail of the main pass."""
+        rgb = item.picture.rgb
+        if int(rgb.max()) - int(rgb.min()) <= _FLAT:
+            return None
+        start = time.perf_counter()
+        box = whole_image_box(*rgb.shape[:2])
+        framed = self._normalized(crop_image(rgb, box, self.model.framing_size))
+        item.timings["preprocess"] += _ms(start)
+        return framed
+
     def _frame(self, items: list[_Item]) -> None:
-        for item in items:
+        def frame(item: _Item) -> None:
             start = time.perf_counter()
             item.box = frame_box(item.mask, self.model.fill)
             item.crop = crop_image(item.picture.rgb, item.box, self.model.image_size)
             item.timings["preprocess"] += _ms(start)
+
+        self._each(frame, items)
 
     def _sketch(self, items: list[_Item], results: list) -> list[_Item]:
         size = self.model.image_size
@@ -335,31 +358,45 @@ class Reconstructor:
         """The main pass sees the object larger than the framing pass did: where its silhouette asks
         for another crop (thin parts the coarse pass missed, a box pulled off by clutter), crop again
         and run the sketch net once more. Most pictures keep their first crop: one full pass."""
-        again = []
-        for item in items:
-            if item.framing not in ("auto", "follow"):
-                continue
+        def crop_again(item: _Item) -> bool:
             start = time.perf_counter()
             height, width = item.picture.rgb.shape[:2]
-            seen = main_component(_to_picture(item.net_silhouette > 0.5, item.box, height, width))
+            seen = picture_component(item.net_silhouette > 0.5, item.box, height, width)
             if item.framing == "follow":  # the confidence's framing mask must come from this frame, not the last
                 item.mask = seen
             box = frame_box(seen, self.model.fill)
-            if box is not None and box_iou(box, item.box) < REFRAME_IOU:
+            again = box is not None and box_iou(box, item.box) < REFRAME_IOU
+            if again:
                 item.box = box  # item.mask stays the framing pass's: the confidence compares the two passes
                 item.crop = crop_image(item.picture.rgb, box, self.model.image_size)
-                again.append(item)
             item.timings["preprocess"] += _ms(start)
+            return again
+
+        framed = [item for item in items if item.framing in ("auto", "follow")]
+        again = [item for item, redo in zip(framed, self._each(crop_again, framed)) if redo]
         if not again:
             return items
         kept = {id(item) for item in self._sketch(again, results)}
-        return [item for item in items if item not in again or id(item) in kept]
+        dropped = {id(item) for item in again} - kept
+        return [item for item in items if id(item) not in dropped]
 
     def _voxels(self, items: list[_Item]) -> None:
         inputs = [np.concatenate([item.sketch["normals"].transpose(2, 0, 1), item.sketch["depth"][None],
                                   item.sketch["silhouette"][None]]) for item in items]  # (5, S, S)
         for item, out in zip(items, self._run("voxel", "sketch", inputs, items) if items else []):
             item.voxels = out["occupancy"].astype(np.float32, copy=False)
+
+    def _finish(self, item: _Item, threshold: float, height_m, width_m, smooth: int, largest_only: bool,
+                color: bool) -> Result:
+        """The mesh, evidence, status and colours of one picture."""
+        result = self._mesh(item, threshold, height_m, width_m, smooth, largest_only)
+        result.evidence = evidence(item.net_silhouette, item.mask, item.box, item.framing, item.voxels,
+                                   threshold, self.model.fill)
+        if self.calibration is not None:
+            judge(result, self.calibration)
+        if color:
+            paint(result)
+        return result
 
     def _mesh(self, item: _Item, threshold: float, height_m, width_m, smooth: int, largest_only: bool) -> Result:
         start = time.perf_counter()
@@ -404,14 +441,3 @@ def _min_pixels(shape) -> int:
 
 def _failed(item: _Item, reason: str) -> Result:
     return Result(item.picture.name, status="failed", error=f"{item.picture.name}: {reason}", timings=item.timings)
-
-
-def _to_picture(silhouette: np.ndarray, box: Box, height: int, width: int) -> np.ndarray:
-    """An (S, S) mask over `box` -> (height, width) mask over the picture (nearest neighbour)."""
-    size = silhouette.shape[0]
-    rows = np.floor((np.arange(height) + 0.5 - box.top) * size / box.side).astype(np.int64)
-    cols = np.floor((np.arange(width) + 0.5 - box.left) * size / box.side).astype(np.int64)
-    inside_rows, inside_cols = (rows >= 0) & (rows < size), (cols >= 0) & (cols < size)
-    mask = silhouette[rows.clip(0, size - 1)[:, None], cols.clip(0, size - 1)[None]]
-    return mask & inside_rows[:, None] & inside_cols[None]
-

@@ -35,20 +35,56 @@ def frame_box(mask: np.ndarray, fill: float = DEFAULT_FILL) -> Box | None:
     return Box((top + bottom - side) / 2, (left + right - side) / 2, side)
 
 
-def main_component(mask: np.ndarray, keep: float = 0.1) -> np.ndarray:
+def main_component(mask: np.ndarray, keep: float = 0.1, weights: np.ndarray | None = None) -> np.ndarray:
     """The largest connected region of a silhouette, plus the regions of at least `keep` of its area
     that overlap its bounding box (an object's parts that a coarse pass split apart); a cluttered
-    picture's stray false positives and other objects beside it are dropped."""
+    picture's stray false positives and other objects beside it are dropped. weights: the area each
+    pixel stands for (None: 1), so a small mask answers for its block-enlarged picture."""
     from scipy import ndimage
 
     labels, count = ndimage.label(mask)
     if count <= 1:
         return mask
-    areas = np.bincount(labels.ravel())[1:]
+    areas = np.bincount(labels.ravel(), None if weights is None else weights.ravel())[1:]
     largest = int(np.argmax(areas)) + 1
     (rows, cols), = ndimage.find_objects((labels == largest).astype(np.int32))
     kept = {largest} | {int(i) for i in np.unique(labels[rows, cols]) if i and areas[i - 1] >= keep * areas.max()}
     return np.isin(labels, sorted(kept))
+
+
+def _source_pixels(size: int, start: float, side: float, length: int) -> tuple[np.ndarray, int]:
+    """Along one axis: the (S,) mask's pixel under each picture pixel that the box covers, and the first
+    such picture pixel. The index only grows along the axis, so the covered pixels are one run."""
+    index = np.floor((np.arange(length) + 0.5 - start) * size / side).astype(np.int64)
+    first, end = np.searchsorted(index, [0, size])
+    return index[first:end], int(first)
+
+
+def to_picture(silhouette: np.ndarray, box: Box, height: int, width: int) -> np.ndarray:
+    """An (S, S) mask over `box` -> (height, width) mask over the picture (nearest neighbour)."""
+    size = silhouette.shape[0]
+    (rows, top), (cols, left) = (_source_pixels(size, box.top, box.side, height),
+                                 _source_pixels(size, box.left, box.side, width))
+    mask = np.zeros((height, width), dtype=silhouette.dtype)
+    mask[top:top + rows.size, left:left + cols.size] = silhouette[rows][:, cols]  # two 1-D gathers
+    return mask
+
+
+def picture_component(silhouette: np.ndarray, box: Box, height: int, width: int) -> np.ndarray:
+    """main_component(to_picture(...)), labelled at the silhouette's resolution, not the picture's.
+
+    The picture mask is the mask's rows and columns that the picture shows, each repeated over the
+    picture pixels it covers: regions, their raster order and their bounding boxes carry over block
+    by block, and a pixel's area is its block's (the weights). Same mask, a fraction of the pixels."""
+    size = silhouette.shape[0]
+    (rows, _), (cols, _) = (_source_pixels(size, box.top, box.side, height),
+                            _source_pixels(size, box.left, box.side, width))
+    (rows, row_counts), (cols, col_counts) = (np.unique(rows, return_counts=True),
+                                              np.unique(cols, return_counts=True))
+    kept = np.zeros_like(silhouette)
+    shown = np.ix_(rows, cols)
+    kept[shown] = main_component(silhouette[shown], weights=np.outer(row_counts, col_counts))
+    return to_picture(kept, box, height, width)
 
 
 def box_iou(a: Box | None, b: Box | None) -> float:

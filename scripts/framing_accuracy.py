@@ -13,8 +13,9 @@ import argparse
 
 import numpy as np
 
-from recon.runtime.pipeline import Reconstructor, _to_picture
-from recon.runtime.preprocess import box_iou, crop_image, frame_box, main_component, normalize_image, whole_image_box
+from recon.runtime.pipeline import Reconstructor
+from recon.runtime.preprocess import (box_iou, crop_image, frame_box, main_component, normalize_image, to_picture,
+                                      whole_image_box)
 from recon.train.clutter import compose_scene
 from recon.train.data import load_manifest, load_view
 
@@ -25,7 +26,7 @@ def framing(reconstruct: Reconstructor, rgb: np.ndarray, side: int):
     whole = whole_image_box(height, width)
     x = normalize_image(crop_image(rgb, whole, side), model.mean, model.std)
     silhouette = reconstruct.runners["sketch"].infer({"image": x})["silhouette"][0, 0] > 0.5
-    return frame_box(main_component(_to_picture(silhouette, whole, height, width)), model.fill)
+    return frame_box(main_component(to_picture(silhouette, whole, height, width)), model.fill)
 
 
 def main() -> None:
