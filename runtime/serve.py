@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from recon.runtime.errors import ReconError
@@ -37,7 +38,6 @@ def create_app(reconstructor, limits: ServeLimits = ServeLimits()):
     from contextlib import asynccontextmanager
 
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
@@ -48,6 +48,11 @@ def create_app(reconstructor, limits: ServeLimits = ServeLimits()):
     metrics, store = Metrics(), MeshStore(limits.kept_meshes)
     batcher = BatchQueue(reconstructor, limits, on_batch=metrics.batch)
     page = upload_page_html(asdict(limits))
+    workers = ThreadPoolExecutor(limits.request_threads, thread_name_prefix="recon-request")
+
+    async def off_loop(function, *args):
+        """function(*args) on the request threads: CPU work off the event loop, beside the network."""
+        return await asyncio.get_running_loop().run_in_executor(workers, function, *args)
 
     def problem(path: str, error: HTTPProblem, started: float | None = None) -> JSONResponse:
         metrics.request(path, error.code, None if started is None else time.perf_counter() - started)
@@ -94,7 +99,7 @@ def create_app(reconstructor, limits: ServeLimits = ServeLimits()):
         try:
             fields, files = await read_form(request)
             options = parse_options({**dict(request.query_params), **fields})
-            image, mask = await run_in_threadpool(decode_uploads, files, options, limits)
+            image, mask = await off_loop(decode_uploads, files, options, limits)
             job = Job(image, display_name(files["image"][1]), mask, options["box"],
                       (options["threshold"], options["color"], options["height_m"], options["width_m"]))
             try:
@@ -109,8 +114,8 @@ def create_app(reconstructor, limits: ServeLimits = ServeLimits()):
                 raise HTTPProblem(400, str(error)) from None
             except Exception as error:  # a bug, not the client's doing: say so in the same JSON shape
                 raise HTTPProblem(500, f"internal error ({type(error).__name__}: {error})") from None
-            body = await run_in_threadpool(answer_body, result, batch_size, queued_ms,
-                                           (time.perf_counter() - started) * 1000.0, options, store)
+            body = await off_loop(answer_body, result, batch_size, queued_ms,
+                                  (time.perf_counter() - started) * 1000.0, options, store)
         except HTTPProblem as error:
             return problem("/reconstruct", error, started)
         metrics.request("/reconstruct", 200, time.perf_counter() - started)
@@ -122,7 +127,7 @@ def create_app(reconstructor, limits: ServeLimits = ServeLimits()):
         if mesh is None:
             return problem("/meshes", HTTPProblem(404, "mesh: unknown or expired (meshes are kept for the "
                                                        f"last {limits.kept_meshes} answers)"))
-        data = await run_in_threadpool(MESH_ENCODERS[fmt], mesh)
+        data = await off_loop(MESH_ENCODERS[fmt], mesh)
         metrics.request("/meshes", 200)
         return Response(data, media_type="model/gltf-binary" if fmt == "glb" else "application/octet-stream",
                         headers={"Content-Disposition": f'attachment; filename="recon.{fmt}"'})
@@ -143,7 +148,8 @@ def create_app(reconstructor, limits: ServeLimits = ServeLimits()):
     @asynccontextmanager
     async def lifespan(app):
         yield
-        await run_in_threadpool(batcher.close)
+        await off_loop(batcher.close)
+        workers.shutdown()
         reconstructor.close()
 
     routes = [Route("/", index), Route("/reconstruct", reconstruct, methods=["POST"]),

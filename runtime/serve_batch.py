@@ -33,6 +33,10 @@ class ServeLimits:
     max_queue: int = 64  # requests waiting; more get 503
     timeout_s: float = 60.0  # a request waiting longer than this gets 503 too
     kept_meshes: int = 64  # recent meshes served by URL
+    # Threads that decode uploads and encode answers beside the network's worker: a few, not the ASGI
+    # stack's default pool of 40, since more cannot run at once on a few cores and each one that touches
+    # the ~1 MB of picture, mesh and JSON per request grows its own malloc arena (resident memory).
+    request_threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
 
 
 class Overloaded(Exception):

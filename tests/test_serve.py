@@ -88,6 +88,7 @@ def bomb_png(side: int = 40_000) -> bytes:
 def test_a_picture_gives_a_coloured_mesh(server):
     answer = post(server, files={"image": ("chair.jpg", PICTURE, "image/jpeg")})
     assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/json"
     body = answer.json()
     assert body["status"] == "ok" and body["error"] is None and "confidence" in body
     assert body["volume"] > 0 and len(body["bbox"]) == 2 and body["timings_ms"]["total"] > 0
@@ -134,6 +135,31 @@ def test_bad_uploads_get_a_4xx_with_a_json_error(server, files, data, code, word
     assert answer.json()["status"] == "error" and words in answer.json()["error"]
 
 
+def chair_mask() -> bytes:
+    """The chair photo's object as a white-on-black mask of the picture's size (its dark pixels)."""
+    from PIL import Image
+
+    gray = np.asarray(Image.open(io.BytesIO(PICTURE)).convert("L"))
+    return png_bytes(np.where(gray < 128, 255, 0).astype(np.uint8))
+
+
+def test_a_mask_frames_the_picture(server):
+    answer = post(server, files={"image": ("chair.jpg", PICTURE), "mask": ("mask.png", chair_mask())})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["framing"] == "mask"
+
+
+@pytest.mark.parametrize("mask, data, words", [
+    (png_bytes(np.full((40, 30), 255, np.uint8)), None, "mask: 30x40 pixels, the image has"),
+    (None, {"box": "10,10,200,200"}, "mask and box"),
+    (b"not a picture at all", None, "mask: not a picture"),
+])
+def test_bad_masks_get_a_4xx_with_a_json_error(server, mask, data, words):
+    answer = post(server, files={"image": ("chair.jpg", PICTURE), "mask": ("m.png", mask or chair_mask())}, data=data)
+    assert 400 <= answer.status_code < 500 and answer.json()["status"] == "error", answer.text
+    assert words in answer.json()["error"]
+
+
 def test_not_multipart_and_unknown_meshes(server):
     answer = httpx.post(f"{server.url}/reconstruct", content=PICTURE, headers={"content-type": "image/jpeg"}, timeout=30)
     assert answer.status_code == 400 and "multipart" in answer.json()["error"]
@@ -164,6 +190,7 @@ def test_overload_answers_503_at_once():
         assert set(codes) <= {200, 503} and 503 in codes and 200 in codes, codes
         busy = [a for a in answers if a.status_code == 503]
         assert all(a.headers["retry-after"] == "1" and "busy" in a.json()["error"] for a in busy)
+        assert post(overloaded, files={"image": ("after.jpg", PICTURE)}).status_code == 200  # still serving
     finally:
         overloaded.stop()
 
