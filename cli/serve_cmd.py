@@ -35,11 +35,13 @@ def serve(
         import uvicorn
 
         from recon.runtime.serve import ServeLimits, create_app
+        from recon.runtime.serve_batch import limit_allocator_arenas
     except ImportError as error:
         raise InputError(f"serve needs the serve extra: pip install 'recon[serve]' ({error.name} is missing)") from None
     check_address(host, port)  # before loading the model: a taken port is one error line, at once
     limits = ServeLimits(max_upload_bytes=int(max_upload_mb * 1e6), max_pixels=int(max_megapixels * 1e6),
                          max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
+    limit_allocator_arenas()  # before any thread allocates: RSS stays flat under load (bench_serve.py)
     reconstructor = Reconstructor(model, device=device, threads=threads, batch=max_batch)
     ui.err.print(f"model {ui.esc(reconstructor.model.path)} on {', '.join(sorted(set(reconstructor.providers.values())))}; "
                  f"batches of up to {max_batch}, {max_wait_ms:g} ms wait; http://{host}:{port}/", soft_wrap=True)

@@ -10,6 +10,7 @@ memory plan's batch), and runs them as one `Reconstructor.batch()`: jobs with eq
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import queue
@@ -21,7 +22,34 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ServeLimits", "Overloaded", "Job", "BatchQueue", "Metrics"]
+__all__ = ["ServeLimits", "Overloaded", "Job", "BatchQueue", "Metrics", "limit_allocator_arenas"]
+
+# glibc's mallopt parameter for the number of malloc arenas (malloc.h); each thread that allocates may
+# otherwise get its own arena (up to 8 per core), and freed memory stays in them: RSS creeps up under load.
+_M_ARENA_MAX = -8
+ARENAS = 2
+TRIM_EVERY = 64  # pictures between giving freed allocator memory back to the system
+
+
+def _glibc():
+    """The process's C library when it is glibc (it has mallopt and malloc_trim), else None."""
+    try:
+        libc = ctypes.CDLL(None)
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def limit_allocator_arenas(arenas: int = ARENAS) -> bool:
+    """Cap glibc's malloc arenas, before the server's threads start; False where it is not glibc."""
+    libc = _glibc()
+    return bool(libc is not None and libc.mallopt(_M_ARENA_MAX, arenas))
+
+
+def _trim_allocator() -> None:
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 @dataclass(frozen=True)
@@ -62,6 +90,7 @@ class BatchQueue:
         self.on_batch = on_batch or (lambda size: None)
         self._queue: queue.Queue = queue.Queue(maxsize=limits.max_queue)
         self._stop = threading.Event()
+        self._since_trim = 0
         self._thread = threading.Thread(target=self._work, name="recon-batcher", daemon=True)
         self._thread.start()
 
@@ -115,6 +144,10 @@ class BatchQueue:
         self.on_batch(len(jobs))
         for job, result in zip(jobs, results):
             job.future.set_result((result, len(jobs), (started - job.queued) * 1000.0))
+        self._since_trim += len(jobs)
+        if self._since_trim >= TRIM_EVERY:  # measured: the C heap keeps 30-45 MB freed after a few hundred pictures
+            self._since_trim = 0
+            _trim_allocator()
 
 
 class Metrics:
