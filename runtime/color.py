@@ -28,7 +28,7 @@ from scipy.spatial import cKDTree
 from recon.runtime.camera import Camera
 from recon.runtime.errors import InputError
 
-__all__ = ["ViewFit", "find_view", "vertex_colors", "paint", "UNSEEN_FILLS"]
+__all__ = ["ViewFit", "find_view", "vertex_colors", "mesh_view", "paint", "UNSEEN_FILLS"]
 
 SEARCH_GRID = 32  # splat resolution of the pose search (pixels per crop side)
 SEARCH_POINTS = 600  # vertices projected per candidate camera (an even subsample of the mesh)
@@ -238,12 +238,21 @@ def vertex_colors(vertices: np.ndarray, image: np.ndarray, silhouette: np.ndarra
     return rgba, fit
 
 
-def paint(result, unseen: str = "mirror") -> None:
-    """Give a Result's mesh vertex colours from its crop (result.view: the camera used; timings["color"])."""
+def mesh_view(result) -> ViewFit | None:
+    """find_view of a Result's mesh against its sketch, or None when it has no mesh. The pipeline finds it
+    once per picture: the confidence's evidence uses it, and `paint` reuses it."""
+    if result.mesh is None or len(result.mesh.vertices) == 0 or result.sketch is None:
+        return None
+    return find_view(result.mesh.vertices, result.sketch["silhouette"], result.sketch["depth"])
+
+
+def paint(result, unseen: str = "mirror", fit: ViewFit | None = None) -> None:
+    """Give a Result's mesh vertex colours from its crop (result.view: the camera used; timings["color"]).
+    fit: its mesh_view when already found (None: found here)."""
     if result.mesh is None or len(result.mesh.vertices) == 0 or result.sketch is None:
         return
     start = time.perf_counter()
     rgba, result.view = vertex_colors(result.mesh.vertices, result.image, result.sketch["silhouette"],
-                                      result.sketch["depth"], unseen=unseen)
+                                      result.sketch["depth"], fit=fit, unseen=unseen)
     result.mesh.visual.vertex_colors = rgba
     result.timings["color"] = (time.perf_counter() - start) * 1000.0

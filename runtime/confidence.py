@@ -2,13 +2,18 @@
 
 `Result.confidence` is the calibrated probability (equal priors) that the picture shows one object of
 the trained kinds (chair, car, airplane), framed and reconstructed as the model does on its training
-renders. It is a logistic regression on evidence the networks give (`evidence`, and its squares): the silhouette's size,
-certainty, compactness and fragmentation, how far it touches the crop's edge, how well the framing
-pass's silhouette and the main pass's agree, and how sure and how full the voxel grid is. The fit
+renders. It is a logistic regression on evidence the networks give (`evidence`, and its squares): the
+silhouette's size, certainty, compactness and fragmentation, how far it touches the crop's edge, how
+well the framing (pass, alpha, mask or box) and the main pass's silhouette agree, how sure and how
+full the voxel grid is, and how well the mesh explains the sketch from the best training camera (the
+colours' render-and-compare fit, recon.runtime.color.find_view, found once per picture). The fit
 (`recon.train.calibration`, re-run with `scripts/calibrate_confidence.py MODEL`) takes the training
-split's plain renders as objects and generated non-objects (noise, flat textures, empty cluttered
-rooms, rendered shapes of other kinds) as the rest, and is stored as MODEL/confidence.json, listed
-with its sha256 in model.json and tied to the sha256 of the networks it was fitted on.
+split's renders, plain and in cluttered rooms, framed automatically, by alpha, by a mask and by a
+box, as objects, and generated non-objects (noise, flat textures, empty cluttered rooms, rendered
+shapes of other kinds, plain and in rooms, each framed the ways a user could) as the rest
+(recon.train.calibration_pictures); it is stored as MODEL/confidence.json, listed with its sha256 in
+model.json and tied to the sha256 of the networks it was fitted on. docs/results/confidence.md: the
+flagged shares per kind and per framing.
 
 Statuses (STATUSES): `ok` when confidence >= accept; `low_confidence` when refuse <= confidence <
 accept (the mesh is still made and saved); `no_object` below refuse (only the preview is saved).
@@ -37,7 +42,8 @@ CALIBRATION_FORMAT = "recon-confidence"
 # The evidence, in the order the fitted weights use (explained in `evidence`).
 FEATURES = ("silhouette_area", "silhouette_certainty", "edge_contact", "largest_part", "parts", "box_fill", "solidity",
             "fill_error", "framing_iou", "framing_box_iou", "framing_area", "voxel_entropy", "voxel_occupancy",
-            "voxel_solidity")
+            "voxel_solidity", "view_overlap", "view_depth_error")
+NO_VIEW_DEPTH_ERROR = 0.5  # view_depth_error without a mesh to fit: half the unit cube, far beyond any fitted view
 
 
 @dataclass(frozen=True)
@@ -50,16 +56,21 @@ class Calibration:
     bias: float
     accept: float
     refuse: float
+    features: tuple = FEATURES  # the evidence it weighs, in order (a subset only while fitting)
 
     def confidence(self, features: dict) -> float:
-        z = (np.array([features[name] for name in FEATURES], np.float64) - self.mean) / self.std
-        return float(1.0 / (1.0 + np.exp(-(expand(z) @ self.weights + self.bias))))
+        return float(self.confidences(np.array([features[name] for name in self.features], np.float64)))
+
+    def confidences(self, x: np.ndarray) -> np.ndarray:
+        """(..., len(features)) evidence rows -> their confidences."""
+        z = (np.asarray(x, np.float64) - self.mean) / self.std
+        return 1.0 / (1.0 + np.exp(-(expand(z) @ self.weights + self.bias)))
 
     def status(self, confidence: float) -> str:
         return "ok" if confidence >= self.accept else "low_confidence" if confidence >= self.refuse else "no_object"
 
     def to_dict(self, fitted_on: dict, report: dict) -> dict:
-        return {"format": CALIBRATION_FORMAT, "format_version": 1, "features": list(FEATURES),
+        return {"format": CALIBRATION_FORMAT, "format_version": 1, "features": list(self.features),
                 "mean": self.mean.tolist(), "std": self.std.tolist(), "weights": self.weights.tolist(),
                 "bias": self.bias, "accept": self.accept, "refuse": self.refuse, "fitted_on": fitted_on,
                 "report": report}
@@ -129,12 +140,15 @@ def _box_iou(a, b) -> float:
 
 
 def evidence(silhouette: np.ndarray, framing_mask: np.ndarray, box: Box, framing: str, voxels: np.ndarray,
-             threshold: float, fill: float) -> dict:
+             threshold: float, fill: float, fit=None) -> dict:
     """The features of one picture, each a float.
 
     silhouette: the sketch net's own (S, S) probabilities over the crop; framing_mask: the (H, W) mask the
     crop was framed from (the framing pass's silhouette, alpha, a given mask, or a given box's rectangle);
-    box: that crop; framing: auto, alpha, mask or box; voxels: (R, R, R) probabilities.
+    box: that crop; framing: auto, alpha, mask or box; voxels: (R, R, R) probabilities; fit: the
+    recon.runtime.color.ViewFit of the mesh to the sketch (None: no mesh). The voxel net turns a shape of
+    another kind into a chair-, car- or airplane-like one that explains the sketch worse from every
+    training camera (docs/results/confidence.md measures what each feature adds).
     """
     from scipy import ndimage
 
@@ -172,6 +186,9 @@ def evidence(silhouette: np.ndarray, framing_mask: np.ndarray, box: Box, framing
         "voxel_entropy": float(entropy.mean()) if shell.size else 1.0,  # bits: 0 sure, 1 a coin toss
         "voxel_occupancy": float(occupied.mean()),
         "voxel_solidity": float(p[occupied].mean()) if occupied.any() else 0.0,
+        # How well the mesh, seen from the best training camera, explains the sketch's silhouette and depth.
+        "view_overlap": float(fit.overlap) if fit is not None else 0.0,
+        "view_depth_error": float(fit.depth_error) if fit is not None else NO_VIEW_DEPTH_ERROR,
     }
 
 

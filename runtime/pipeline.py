@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from recon.runtime.backends import (EngineFromPlan, OnnxRuntimeRunner, SessionFromOnnx, TensorRTRunner)
-from recon.runtime.color import paint
+from recon.runtime.color import mesh_view, paint
 from recon.runtime.confidence import evidence, judge, load_calibration
 from recon.runtime.errors import InputError, ModelError, ReconError
 from recon.runtime.framing import apply_framing, per_picture
@@ -116,13 +116,14 @@ class Reconstructor:
     cuda, tensorrt or openvino (backends.DEVICES). threads: CPU threads per network, and pictures
     prepared and meshed at once in `batch()` (None: the backend's default, all cores). batch: pictures per network run in `batch()`. threshold: iso level
     (None: the model's recon.threshold). smooth / largest_only: see meshing.marching_cubes.
-    precision: fp32, or the model's fp16/int8 twins (model.PRECISIONS). `providers` says what runs
+    precision: fp32, or the model's fp16/int8 twins (model.PRECISIONS). calibrated: False ignores the
+    folder's confidence.json (confidence None). `providers` says what runs
     each net (e.g. "OpenVINO CPU BF16"). Not thread-safe: use one Reconstructor per thread.
     """
 
     def __init__(self, model_dir=None, device: str = "auto", threads: int | None = None, batch: int = 8,
                  threshold: float | None = None, smooth: int = 0, largest_only: bool = False,
-                 precision: str = "fp32", color: bool = True):
+                 precision: str = "fp32", color: bool = True, calibrated: bool = True):
         if not isinstance(batch, int) or batch < 1:
             raise InputError(f"batch: must be an integer >= 1, got {batch!r}")
         if threshold is not None and not 0 < threshold < 1:
@@ -133,7 +134,8 @@ class Reconstructor:
         self.runners = {}  # (first: close() works whatever fails below)
         self.model = load_model_dir(default_model_dir() if model_dir is None else model_dir)
         check_batch_memory(self.model, batch)
-        self.calibration = load_calibration(self.model)  # None: the folder has no confidence.json
+        # None: the folder has no confidence.json, or calibrated=False (fitting a new one: the old may be stale)
+        self.calibration = load_calibration(self.model) if calibrated else None
         self.batch_size = batch
         self.threshold = self.model.threshold if threshold is None else float(threshold)
         self.smooth, self.largest_only = int(smooth), bool(largest_only)
@@ -388,14 +390,18 @@ class Reconstructor:
 
     def _finish(self, item: _Item, threshold: float, height_m, width_m, smooth: int, largest_only: bool,
                 color: bool) -> Result:
-        """The mesh, evidence, status and colours of one picture."""
+        """The mesh, its view fit (found once: the confidence's evidence, then the colours' camera),
+        evidence, status and colours of one picture."""
         result = self._mesh(item, threshold, height_m, width_m, smooth, largest_only)
+        start = time.perf_counter()
+        fit = mesh_view(result)
+        item.timings["mesh"] += _ms(start)
         result.evidence = evidence(item.net_silhouette, item.mask, item.box, item.framing, item.voxels,
-                                   threshold, self.model.fill)
+                                   threshold, self.model.fill, fit=fit)
         if self.calibration is not None:
             judge(result, self.calibration)
         if color:
-            paint(result)
+            paint(result, fit=fit)
         return result
 
     def _mesh(self, item: _Item, threshold: float, height_m, width_m, smooth: int, largest_only: bool) -> Result:

@@ -1,5 +1,6 @@
-"""Confidence and refusal (recon.runtime.confidence): the evidence, the fit, the stored calibration, and
-a model calibrated here flagging noise and flat pictures while passing the example test renders."""
+"""Confidence and refusal (recon.runtime.confidence): the evidence, the fit, the stored calibration, a
+model calibrated here flagging noise and flat pictures while passing the example test renders, and the
+shipped calibration passing those renders framed automatically, by a detector-like box and by a mask."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from recon.runtime.confidence import CALIBRATION_FILE, FEATURES, Calibration, ev
 from recon.runtime.errors import ModelError
 from recon.runtime.model import default_model_dir, load_model_dir
 from recon.runtime.preprocess import crop_map, frame_box
-from recon.train.calibration import fit_calibration, fit_logistic, negatives
+from recon.train.calibration import fit_calibration, fit_logistic
+from recon.train.calibration_pictures import OBJECT_FRAMINGS, negatives, objects
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_RENDERS = sorted((ROOT / "examples").glob("*_test.png"))
@@ -44,6 +46,20 @@ def test_evidence_tells_one_solid_object_from_scattered_noise():
     assert one["framing_iou"] == pytest.approx(1.0) and one["edge_contact"] == 0.0
     assert one["voxel_entropy"] < 0.1 < many["voxel_entropy"]
     assert many["largest_part"] < 0.5 and many["parts"] > 3 and many["framing_area"] == 1.0
+    assert one["view_overlap"] == 0.0 and one["view_depth_error"] == 0.5  # no mesh fitted: the worst view
+
+
+def test_view_fit_is_evidence_and_the_colours_reuse_it():
+    """The mesh's render-and-compare fit is found once: the evidence holds its numbers, the colours its camera."""
+    from recon.runtime.pipeline import Reconstructor
+
+    with Reconstructor(device="cpu", threads=2) as reconstruct:
+        result = reconstruct(EXAMPLE_RENDERS[0])
+        grey = reconstruct(EXAMPLE_RENDERS[0], color=False)
+    assert result.view is not None and result.view.overlap > 0.5
+    assert result.evidence["view_overlap"] == result.view.overlap
+    assert result.evidence["view_depth_error"] == result.view.depth_error
+    assert grey.view is None and grey.evidence == result.evidence  # colour or not, the same evidence
 
 
 def test_logistic_fit_separates_and_thresholds_follow_the_objects():
@@ -67,7 +83,7 @@ def test_statuses_between_the_thresholds():
         assert calibration.status(calibration.confidence(dict.fromkeys(FEATURES, 0.0))) == status
 
 
-def calibrated_copy(tmp_path: Path, objects: list, seed: int = 0) -> Path:
+def calibrated_copy(tmp_path: Path, samples: list, seed: int = 0) -> Path:
     """A copy of the shipped model with a calibration fitted here (store() of the script, as a user runs it)."""
     sys.path.insert(0, str(ROOT / "scripts"))
     from calibrate_confidence import store
@@ -76,27 +92,26 @@ def calibrated_copy(tmp_path: Path, objects: list, seed: int = 0) -> Path:
 
     model = tmp_path / "model"
     shutil.copytree(default_model_dir(), model)
-    with Reconstructor(model, device="cpu", threads=2, batch=8) as reconstruct:
-        pos, _ = collect(reconstruct, objects)
-        neg, _ = collect(reconstruct, [p for _, p in negatives(80, seed, reconstruct.model.image_size)])
+    with Reconstructor(model, device="cpu", threads=2, batch=8, calibrated=False) as reconstruct:
+        pos = collect(reconstruct, samples).columns()
+        neg = collect(reconstruct, negatives(80, seed, reconstruct.model.image_size)).columns()
         fitted_on = {name: reconstruct.model.sha256(name) for name in ("sketch.onnx", "voxel.onnx")}
-    # ~100 renders and 80 non-objects: 10x the script's ridge, or 28 weights would fit the noise
+    # ~100 renders and 80 non-objects: 10x the script's ridge, or 32 weights would fit the noise
     store(model, fit_calibration(pos, neg, l2=1e-2).to_dict(fitted_on, {"test": True}))
     return model
 
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
-    """The shipped model calibrated on plain renders of a small synthetic training split."""
-    from recon.train.calibration import renders
-
+    """The shipped model calibrated on renders of a small synthetic training split, every framing."""
     root = tmp_path_factory.mktemp("confidence")
     done = subprocess.run([sys.executable, "-m", "recon.cli.main", "data", "synth", "--out", str(root / "data"),
                            "--objects", "20", "--views", "3", "--image-size", "128", "--voxel-res", "32",
                            "--workers", "1"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    views = [p for seed in (0, 1) for _, p in renders([root / "data"], "train", 100, seed)]  # 2 views per object
-    return calibrated_copy(root, views)
+    samples = [s for seed in (0, 1) for s in objects([root / "data"], "train", 100, seed)]  # 2 views per object
+    assert {s.framing for s in samples} == set(OBJECT_FRAMINGS)
+    return calibrated_copy(root, samples)
 
 
 def test_calibrated_model_flags_noise_and_flat_pictures_and_passes_the_example_renders(calibrated):
@@ -130,6 +145,17 @@ def test_no_object_writes_only_the_preview(calibrated, tmp_path):
     assert set(result.save(tmp_path, "noise", formats=("obj",))) == {"obj", "preview"}
 
 
+def rewrite_listed(model: Path, data: dict) -> None:
+    """Write a changed confidence.json and list its new hash in model.json (only the contents are wrong)."""
+    from recon.runtime.model import sha256_file
+
+    path = model / CALIBRATION_FILE
+    path.write_text(json.dumps(data))
+    manifest = json.loads((model / "model.json").read_text())
+    manifest["files"][CALIBRATION_FILE] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    (model / "model.json").write_text(json.dumps(manifest))
+
+
 def test_calibration_is_verified_with_the_model(calibrated, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(calibrated, model)
@@ -140,15 +166,13 @@ def test_calibration_is_verified_with_the_model(calibrated, tmp_path):
     with pytest.raises(ModelError, match="confidence.json: .*(sha256 does not match|model.json says)"):
         load_model_dir(model)
     data["bias"] -= 1
-    data["fitted_on"]["sketch.onnx"] = "0" * 64  # fitted on other networks, with a matching hash
-    (model / CALIBRATION_FILE).write_text(json.dumps(data))
-    manifest = json.loads((model / "model.json").read_text())
-    from recon.runtime.model import sha256_file
-
-    path = model / CALIBRATION_FILE
-    manifest["files"][CALIBRATION_FILE] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    (model / "model.json").write_text(json.dumps(manifest))
+    rewrite_listed(model, {**data, "fitted_on": {**data["fitted_on"], "sketch.onnx": "0" * 64}})
     with pytest.raises(ModelError, match="fitted on another sketch.onnx"):
+        load_calibration(load_model_dir(model))
+    # Fitted before the view fit was evidence: the weights would be read against the wrong features.
+    old = [name for name in FEATURES if not name.startswith("view_")]
+    rewrite_listed(model, {**data, "features": old, "mean": data["mean"][:len(old)], "std": data["std"][:len(old)]})
+    with pytest.raises(ModelError, match="unreadable confidence calibration .*feature list.*calibrate_confidence"):
         load_calibration(load_model_dir(model))
 
 
@@ -160,10 +184,25 @@ def test_shipped_model_calibration_when_present():
     from recon.runtime.pipeline import Reconstructor
 
     with Reconstructor(device="cpu", threads=2) as reconstruct:
-        statuses = [reconstruct(path).status for path in EXAMPLE_RENDERS]
+        statuses = {}
+        for path in EXAMPLE_RENDERS:
+            unlike = unlike_background(path)
+            rows, cols = np.nonzero(unlike)  # a detector's box: the object's, a few pixels loose
+            box = (cols.min() - 3, rows.min() - 2, cols.max() + 4, rows.max() + 3)
+            for framing, options in (("auto", {}), ("box", {"box": box}), ("mask", {"mask": unlike})):
+                result = reconstruct(path, **options)
+                statuses[path.stem, framing] = (result.framing, result.status, result.confidence)
         noise = reconstruct(np.random.default_rng(2).integers(0, 256, (128, 128, 3), dtype=np.uint8))
-    assert statuses == ["ok"] * len(EXAMPLE_RENDERS)
+    assert all(status == "ok" and framing == key[1] for key, (framing, status, _) in statuses.items()), statuses
     assert noise.status != "ok"
+
+
+def unlike_background(path: Path) -> np.ndarray:
+    """A plain render's object mask, as a user's rough segmentation: the pixels unlike its corner's colour."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
+    return np.abs(rgb - rgb[0, 0]).max(axis=-1) > 40
 
 
 def test_cli_reports_confidence_and_refusals(calibrated, tmp_path):
