@@ -82,9 +82,9 @@ def random_feed(runner, batch: int, side: int, seed: int = 0) -> dict:
 def network_efficiency(model_dir=None, *, device: str = "auto", batches=(1, 8), threads: int | None = None,
                        precision: str = "fp32", iterations: int = 10, peak_gflops: float, flops: dict) -> dict:
     """{net: {"provider", "batches": {B: {"median_ms", "gflops", "fraction_of_peak"}}}} for the runners the
-    pipeline would use (make_runner), at each batch size; flops: net -> FLOPs per sample."""
+    pipeline would use (runner_choice.make_runner), at each batch size; flops: net -> FLOPs per sample."""
     from recon.runtime.model import default_model_dir, load_model_dir
-    from recon.runtime.pipeline import make_runner
+    from recon.runtime.runner_choice import make_runner
 
     model = load_model_dir(default_model_dir() if model_dir is None else model_dir)
     runners = {net: make_runner(model, net, device, threads, precision).activate() for net in flops}
