@@ -11,6 +11,7 @@ memory plan's batch), and runs them as one `Reconstructor.batch()`: jobs with eq
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import queue
@@ -31,8 +32,9 @@ ARENAS = 2
 TRIM_EVERY = 64  # pictures between giving freed allocator memory back to the system
 
 
+@functools.lru_cache(maxsize=None)
 def _glibc():
-    """The process's C library when it is glibc (it has mallopt and malloc_trim), else None."""
+    """The process's C library (looked up once) when it is glibc (it has mallopt and malloc_trim), else None."""
     try:
         libc = ctypes.CDLL(None)
         return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
