@@ -241,6 +241,8 @@ def _train_options(
     resume: bool = typer.Option(False, help="Continue the stage's checkpoint where it stopped."),
     allow_new_data: bool = typer.Option(False, help="With --resume: continue although the data, batch or seed "
                                         "differ from the checkpoint's (recorded in its history)."),
+    init_from: Optional[Path] = typer.Option(None, help="Start from the weights of an exported model folder "
+                                             "(e.g. recon/models/default) and fine-tune them; BatchNorm stays frozen."),
     workers: int = options.int_at_least(0, 0, "DataLoader worker processes."),
     max_objects: Optional[int] = options.int_at_least(None, 1, "Use only the first N training objects of each "
                                                       "category."),
@@ -262,7 +264,8 @@ def _train_options(
 # Options only some stages read; each stage's command (and --help) has only its own.
 STAGE_ONLY_OPTIONS = {"alpha": ("joint",), "sketch_mix": ("voxel", "joint"), "critic_steps": ("gan",),
                       "sketch_noise": ("voxel", "joint"), "clutter": ("sketch",), "multiscale": ("sketch",),
-                      "loss": ("voxel", "joint", "direct")}
+                      "loss": ("voxel", "joint", "direct"),
+                      "init_from": ("sketch", "voxel")}
 
 
 def stage_command(stage: str, help_text: str):
@@ -273,6 +276,7 @@ def stage_command(stage: str, help_text: str):
         from recon.train.loop import TrainConfig
 
         options["data"], options["out"] = [str(folder) for folder in options["data"]], str(options["out"])
+        options["init_from"] = str(options["init_from"]) if options.get("init_from") else None
         train_stage(TrainConfig(stage=stage, **options))  # options the stage lacks keep TrainConfig's defaults
 
     signature = inspect.signature(_train_options)

@@ -23,6 +23,7 @@ from torch import nn
 from recon.runtime.errors import InputError, ReconError
 from recon.train.checkpoint import (checkpoint_path, checkpoint_preset, load_checkpoint, resume_changes,
                                     resume_history, save_checkpoint)
+from recon.train.onnx_import import freeze_batchnorm, start_from_model
 from recon.train.presets import (IMAGE_MEAN, IMAGE_STD, Preset, build_critic, build_generator, build_sketch_net,
                                  build_voxel_net, get_preset, model_args)
 from recon.train.shape_gan import gradient_penalty
@@ -55,6 +56,7 @@ class TrainConfig:
     workers: int = 0  # DataLoader worker processes
     resume: bool = False  # continue <stage>.pt where it stopped
     allow_new_data: bool = False  # resume although data, batch or seed differ (kept in the checkpoint's history)
+    init_from: str | None = None  # exported model folder whose weights start the stage (fine-tuning, BatchNorm frozen)
 
 
 # ---------------------------------------------------------------- losses and inputs
@@ -288,6 +290,8 @@ def train(cfg: TrainConfig, progress: Callable | None = None) -> dict:
         nets = {name: load_net(run, stage.starts_from, name, preset).requires_grad_(True) for name in stage.nets}
     else:
         nets = {name: NETS[name](preset) for name in stage.nets}
+    if cfg.init_from and not (cfg.resume and path.exists()):
+        start_from_model(nets, cfg.init_from, preset)
     ctx = {}
     if "critic" in stage.uses:
         ctx["critic"] = load_net(run, "gan", "critic", preset).to(device)
@@ -333,6 +337,8 @@ def train(cfg: TrainConfig, progress: Callable | None = None) -> dict:
                 group["lr"] = base * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
         for net in trained.values():
             net.train()
+            if cfg.init_from:  # the imported nets' BatchNorm holds folded weights' identity (onnx_import)
+                freeze_batchnorm(net)
         totals, steps, samples, start = {}, 0, 0, time.perf_counter()
         for batch in loader:
             batch = {key: value.to(device) for key, value in batch.items()}

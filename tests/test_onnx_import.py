@@ -1,0 +1,89 @@
+"""Fine-tuning an exported model folder: its ONNX weights back into the torch nets (recon.train.onnx_import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from cli_runner import assert_one_line_error, run_cli
+from recon.export.onnx_graphs import _wrappers
+from recon.train.checkpoint import checkpoint_path, load_checkpoint
+from recon.train.data import RenderSettings, synth
+from recon.train.loop import TrainConfig, train
+from recon.train.onnx_import import freeze_batchnorm, start_from_model
+from recon.train.presets import build_sketch_net, build_voxel_net, get_preset
+
+SHIPPED = Path(__file__).resolve().parents[1] / "recon" / "models" / "default"
+CHANNELS = {"sketch": 3, "voxel": 5}
+
+
+def onnx_outputs(folder: Path, name: str, x: torch.Tensor) -> list[np.ndarray]:
+    session = ort.InferenceSession(str(folder / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x.numpy()})
+
+
+def torch_outputs(name: str, net, x: torch.Tensor) -> list[np.ndarray]:
+    sketch_export, voxel_export = _wrappers()
+    with torch.no_grad():
+        outputs = (sketch_export if name == "sketch" else voxel_export)(net)(x)
+    return [o.numpy() for o in (outputs if isinstance(outputs, tuple) else (outputs,))]
+
+
+def picture_like(name: str, side: int) -> torch.Tensor:
+    x = torch.rand(2, CHANNELS[name], side, side, generator=torch.Generator().manual_seed(1))
+    if name == "voxel":
+        x[:, 4] = (x[:, 4] > 0.5).float()  # a silhouette channel of 0 and 1
+    return x
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("finetune") / "data"
+    synth(out, objects=1, categories=["chair", "car", "airplane"], seed=3,
+          settings=RenderSettings(views=2, image_size=64, voxel_res=32))
+    return out
+
+
+@pytest.mark.parametrize("name", ["sketch", "voxel"])
+def test_shipped_weights_reproduce_the_onnx_graph_in_eval_and_frozen_training_mode(name):
+    preset = get_preset("edge2")
+    net = (build_sketch_net if name == "sketch" else build_voxel_net)(preset)
+    start_from_model({name: net}, SHIPPED, preset)
+    x = picture_like(name, preset.image_size)
+    reference = onnx_outputs(SHIPPED, name, x)
+    for mode in ("eval", "frozen training"):
+        if mode == "frozen training":
+            freeze_batchnorm(net.train())  # what the training loop runs a fine-tune in
+        for ours, theirs in zip(torch_outputs(name, net, x), reference):
+            np.testing.assert_allclose(ours, theirs, atol=1e-4, err_msg=mode)
+
+
+def test_fine_tuning_starts_from_the_model_folder(model_dir, data, tmp_path):
+    """`edge` (ConvTranspose layers) through the training loop: an epoch at a negligible rate keeps
+    the exported voxel net's outputs; a fresh net would not have them."""
+    train(TrainConfig(stage="voxel", data=str(data), out=str(tmp_path / "run"), preset="edge", epochs=1, batch=2,
+                      lr=1e-12, init_from=str(model_dir)))
+    state = load_checkpoint(checkpoint_path(tmp_path / "run", "voxel"))
+    net = build_voxel_net(get_preset("edge"))
+    net.load_state_dict(state["nets"]["voxel"])
+    x = picture_like("voxel", get_preset("edge").image_size)
+    np.testing.assert_allclose(torch_outputs("voxel", net.eval(), x)[0], onnx_outputs(model_dir, "voxel", x)[0],
+                               atol=1e-4)
+
+
+def test_a_model_of_another_preset_is_refused_in_one_line(model_dir, data, tmp_path):
+    result = run_cli("train", "sketch", "--data", str(data), "--out", str(tmp_path / "run"), "--preset", "edge2",
+                     "--epochs", "1", "--init-from", str(model_dir))
+    assert_one_line_error(result, "preset 'edge'")
+    assert not (tmp_path / "run" / "sketch.pt").exists()
+
+
+def test_a_folder_without_the_net_is_refused_in_one_line(data, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli("train", "voxel", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1",
+                     "--init-from", str(tmp_path / "empty"))
+    assert_one_line_error(result, "no voxel.onnx")
