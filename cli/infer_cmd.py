@@ -67,7 +67,7 @@ def infer(
         raise InputError("--height-m and --width-m: give one of them, not both")
     inputs = expand_inputs(images)
     framing = framing_options(mask, box, boxes, inputs)
-    out = prepare_output(out if out is not None else next_run_dir("infer"))
+    out = prepare_output(out if out is not None else next_run_dir("infer"), create=False)
     stems = unique_stems(inputs)
     err = ui.err  # progress and notes; result lines go to ui.out (stdout), printed above the bar
 
@@ -75,6 +75,7 @@ def infer(
                                   smooth=smooth, largest_only=largest_only, precision=options.precision(fp16, int8),
                                   color=color)
     with reconstructor:
+        prepare_output(out)  # created once the model has loaded: a bad model folder leaves no empty folder
         providers = sorted(set(reconstructor.providers.values()))
         err.print(f"model {ui.esc(reconstructor.model.path)} on {', '.join(providers)}")
         for net, note in reconstructor.notes.items():
@@ -137,12 +138,13 @@ def expand_inputs(arguments: List[str]) -> List[str]:
     return list(dict.fromkeys(found))  # each picture once, in the order given
 
 
-def prepare_output(out: Path) -> Path:
-    """Create the output folder and prove it writable now, before any work (InputError otherwise);
-    temporary files an earlier, killed run left there are removed."""
+def prepare_output(out: Path, create: bool = True) -> Path:
+    """Create the output folder and prove it writable now (InputError otherwise); temporary files an
+    earlier, killed run left there are removed. create=False: only prove it can be made (before any
+    work), so a command that fails before it writes anything leaves no empty folder behind."""
     from recon.runtime.fileio import check_output_dir
 
-    return check_output_dir(out, "--out")
+    return check_output_dir(out, "--out", create=create)
 
 
 def unique_stems(inputs: List[str]) -> List[str]:

@@ -45,14 +45,16 @@ def stream(
     from recon.runtime.pipeline import Reconstructor, check_formats
 
     formats = check_formats([f for f in format.split(",") if f.strip()] or ["glb"])
-    if out is not None:
-        from recon.cli.infer_cmd import prepare_output
+    from recon.cli.infer_cmd import prepare_output
 
-        out = prepare_output(out)
+    if out is not None:
+        out = prepare_output(out, create=False)
     err = ui.err
     reconstructor = Reconstructor(model, device=device, threads=threads, smooth=smooth, largest_only=largest_only,
                                   precision=options.precision(fp16, int8))
     with reconstructor:
+        if out is not None:
+            prepare_output(out)  # created once the model has loaded: a bad model folder leaves no empty folder
         frames = reconstructor.stream(source, every=every, max_latency_ms=max_latency_ms, live=live,
                                       bgr=True, max_frames=max_frames)
         window = _Window(err) if show else None

@@ -115,6 +115,7 @@ def test_bad_model_folder_is_exit_2(model_dir, pictures, tmp_path, problem, frag
     done = run_infer(pictures / "chair.png", "--model", model, "--out", tmp_path / "out")
     assert done.returncode == 2
     assert_one_line_error(done, *fragments)
+    assert not (tmp_path / "out").exists()  # nothing was written, so no empty output folder either
 
 
 def test_usage_errors_are_exit_2(model_dir, pictures, tmp_path):
@@ -131,6 +132,7 @@ def test_usage_errors_are_exit_2(model_dir, pictures, tmp_path):
         done = run_infer(*args, "--model", model_dir, "--out", tmp_path / "out")
         assert done.returncode == 2, (args, done.stderr)
         assert_one_line_error(done, *fragments)
+        assert not (tmp_path / "out").exists(), args
 
 
 def test_output_folder_not_writable_is_exit_2(model_dir, pictures, tmp_path):
