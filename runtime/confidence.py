@@ -5,7 +5,7 @@ the trained kinds (chair, car, airplane), framed and reconstructed as the model 
 renders. It is a logistic regression on evidence the networks give (`evidence`, and its squares): the
 silhouette's size, certainty, compactness and fragmentation, how far it touches the crop's edge, how
 well the framing (pass, alpha, mask or box) and the main pass's silhouette agree, how sure and how
-full the voxel grid is, and how well the mesh explains the sketch from the best training camera (the
+full the voxel grid is, how left-right symmetric it is, and how well the mesh explains the sketch from the best training camera (the
 colours' render-and-compare fit, recon.runtime.color.find_view, found once per picture). The fit
 (`recon.train.calibration`, re-run with `scripts/calibrate_confidence.py MODEL`) takes the training
 split's renders, plain and in cluttered rooms, framed automatically, by alpha, by a mask and by a
@@ -42,7 +42,7 @@ CALIBRATION_FORMAT = "recon-confidence"
 # The evidence, in the order the fitted weights use (explained in `evidence`).
 FEATURES = ("silhouette_area", "silhouette_certainty", "edge_contact", "largest_part", "parts", "box_fill", "solidity",
             "fill_error", "framing_iou", "framing_box_iou", "framing_area", "voxel_entropy", "voxel_occupancy",
-            "voxel_solidity", "view_overlap", "view_depth_error")
+            "voxel_solidity", "voxel_symmetry", "view_overlap", "view_depth_error")
 NO_VIEW_DEPTH_ERROR = 0.5  # view_depth_error without a mesh to fit: half the unit cube, far beyond any fitted view
 
 
@@ -171,6 +171,8 @@ def evidence(silhouette: np.ndarray, framing_mask: np.ndarray, box: Box, framing
     shell = p[p > 0.05]  # the entropy of these only: most of the grid is sure empty space
     entropy = -(shell * np.log2(shell) + (1 - shell) * np.log2(1 - shell))
     occupied = p > threshold
+    mirrored = occupied[::-1]  # about x = 0: the canonical frame's symmetry plane (docs/design.md)
+    either = int((occupied | mirrored).sum())
     return {
         "silhouette_area": area / solid.size,  # the crop's share the net calls object
         "silhouette_certainty": float(np.abs(2 * silhouette - 1).mean()),  # 1: every pixel sure either way
@@ -186,6 +188,9 @@ def evidence(silhouette: np.ndarray, framing_mask: np.ndarray, box: Box, framing
         "voxel_entropy": float(entropy.mean()) if shell.size else 1.0,  # bits: 0 sure, 1 a coin toss
         "voxel_occupancy": float(occupied.mean()),
         "voxel_solidity": float(p[occupied].mean()) if occupied.any() else 0.0,
+        # IoU of the grid with its left-right mirror (x): chairs, cars and airplanes are mirror-symmetric,
+        # and the voxel net keeps them so; what it makes of other shapes often is not.
+        "voxel_symmetry": float((occupied & mirrored).sum() / either) if either else 0.0,
         # How well the mesh, seen from the best training camera, explains the sketch's silhouette and depth.
         "view_overlap": float(fit.overlap) if fit is not None else 0.0,
         "view_depth_error": float(fit.depth_error) if fit is not None else NO_VIEW_DEPTH_ERROR,

@@ -47,6 +47,10 @@ def test_evidence_tells_one_solid_object_from_scattered_noise():
     assert one["voxel_entropy"] < 0.1 < many["voxel_entropy"]
     assert many["largest_part"] < 0.5 and many["parts"] > 3 and many["framing_area"] == 1.0
     assert one["view_overlap"] == 0.0 and one["view_depth_error"] == 0.5  # no mesh fitted: the worst view
+    assert one["voxel_symmetry"] == 1.0  # a centred cube is its own left-right mirror
+    lopsided = np.zeros((8, 8, 8), np.float32)
+    lopsided[:3, 2:6, 2:6] = 0.99  # all of it left of x = 0: its mirror is all right of it
+    assert features_of(blob, lopsided)["voxel_symmetry"] == 0.0
 
 
 def test_view_fit_is_evidence_and_the_colours_reuse_it():
