@@ -14,7 +14,8 @@ from recon.export.onnx_graphs import _wrappers
 from recon.train.checkpoint import checkpoint_path, load_checkpoint
 from recon.train.data import RenderSettings, synth
 from recon.train.loop import TrainConfig, train
-from recon.train.onnx_import import freeze_batchnorm, start_from_model
+from recon.runtime.errors import ModelError
+from recon.train.onnx_import import check_against_graph, freeze_batchnorm, start_from_model
 from recon.train.presets import build_sketch_net, build_voxel_net, get_preset
 
 SHIPPED = Path(__file__).resolve().parents[1] / "recon" / "models" / "default"
@@ -60,6 +61,16 @@ def test_shipped_weights_reproduce_the_onnx_graph_in_eval_and_frozen_training_mo
             freeze_batchnorm(net.train())  # what the training loop runs a fine-tune in
         for ours, theirs in zip(torch_outputs(name, net, x), reference):
             np.testing.assert_allclose(ours, theirs, atol=1e-4, err_msg=mode)
+
+
+def test_a_net_that_does_not_compute_the_graph_is_refused():
+    preset = get_preset("edge2")
+    net = build_voxel_net(preset)
+    start_from_model({"voxel": net}, SHIPPED, preset)  # checked against the graph inside: passes
+    with torch.no_grad():
+        net.decoder.to_subvoxels.bias.add_(1.0)  # one layer off, as a mismatched import would leave it
+    with pytest.raises(ModelError, match="differs from the graph"):
+        check_against_graph("voxel", net, SHIPPED / "voxel.onnx", picture_like("voxel", preset.image_size))
 
 
 def test_fine_tuning_starts_from_the_model_folder(model_dir, data, tmp_path):

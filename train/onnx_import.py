@@ -8,7 +8,8 @@ keeps BatchNorm frozen (`freeze_batchnorm`, detectron's FrozenBN practice for fi
 statistics would not match the folded weights.
 
 Layers are matched by the order the torch net calls them and the ONNX graph runs them, and checked
-by every weight's shape; `import_weights` then compares both nets' outputs on a picture-like input.
+by every weight's shape; `start_from_model` then compares the torch net's outputs with ONNX Runtime's
+on the same input (`check_against_graph`) and refuses a net that does not compute what the graph does.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ def call_order(net: nn.Module, example: torch.Tensor) -> tuple[list[nn.Module], 
 
     def weighted_hook(module, _inputs, output):
         order.append(module)
-        produced_by[id(output)] = module
+        produced_by[id(output)] = (module, output)  # holding the tensor: no later tensor can reuse its id
 
     def batchnorm_hook(module, inputs, _output):
         source = produced_by.get(id(inputs[0]))
-        if source is not None:
-            follows[source] = module
+        if source is not None and source[1] is inputs[0]:
+            follows[source[0]] = module
 
     hooks = [m.register_forward_hook(weighted_hook) for m in net.modules() if isinstance(m, WEIGHTED)]
     hooks += [m.register_forward_hook(batchnorm_hook) for m in net.modules() if isinstance(m, BATCHNORMS)]
@@ -126,6 +127,29 @@ def start_from_model(nets: dict[str, nn.Module], folder: str | Path, preset) -> 
                              f"this run trains {preset.name!r} (pass --preset {metadata.get('recon.preset')})")
         example = torch.rand(2, channels, preset.image_size, preset.image_size)
         load_graph_weights(net, path, example)
+        check_against_graph(name, net, path, example)
+
+
+GRAPH_TOLERANCE = 1e-3  # on probabilities, depth and unit normals: a wrong layer is off by far more
+
+
+@torch.no_grad()
+def check_against_graph(name: str, net: nn.Module, path: str | Path, example: torch.Tensor) -> None:
+    """ModelError unless `net` (eval mode, ending as the export does) gives ONNX Runtime's outputs of
+    the graph at `path` on `example`."""
+    import onnxruntime as ort
+
+    from recon.export.onnx_graphs import _wrappers
+
+    sketch_export, voxel_export = _wrappers()
+    ours = (sketch_export if name == "sketch" else voxel_export)(net).eval()(example)
+    ours = ours if isinstance(ours, tuple) else (ours,)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    theirs = session.run(None, {session.get_inputs()[0].name: example.numpy()})
+    difference = max(float(np.abs(a.numpy() - b).max()) for a, b in zip(ours, theirs))
+    if difference > GRAPH_TOLERANCE:
+        raise ModelError(f"{path}: the imported {name} net differs from the graph by {difference:.3g} "
+                         f"(tolerance {GRAPH_TOLERANCE}); not an export of this preset's net?")
 
 
 def freeze_batchnorm(net: nn.Module) -> nn.Module:
