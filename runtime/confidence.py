@@ -4,9 +4,10 @@
 the trained kinds (chair, car, airplane), framed and reconstructed as the model does on its training
 renders. It is a logistic regression on evidence the networks give (`evidence`, and its squares): the
 silhouette's size, certainty, compactness and fragmentation, how far it touches the crop's edge, how
-well the framing (pass, alpha, mask or box) and the main pass's silhouette agree, how sure and how
-full the voxel grid is, how left-right symmetric it is, and how well the mesh explains the sketch from the best training camera (the
-colours' render-and-compare fit, recon.runtime.color.find_view, found once per picture). The fit
+well the framing (pass, alpha, mask or box) and the main pass's silhouette agree, how sure, how full
+and how left-right symmetric the voxel grid is, and how well the mesh explains the sketch from the best
+training camera (the colours' render-and-compare fit, recon.runtime.color.find_view, found once per
+picture). The fit
 (`recon.train.calibration`, re-run with `scripts/calibrate_confidence.py MODEL`) takes the training
 split's renders, plain and in cluttered rooms, framed automatically, by alpha, by a mask and by a
 box, as objects, and generated non-objects (noise, flat textures, empty cluttered rooms, rendered

@@ -54,13 +54,12 @@ def call_order(net: nn.Module, example: torch.Tensor) -> tuple[list[nn.Module], 
     return order, follows
 
 
-def graph_weights(onnx_path: str | Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
-    """(node name, weight, bias or None) of every Conv, ConvTranspose and Gemm, in graph order; Gemm weights as
-    torch's Linear holds them (out, in)."""
+def graph_weights(model, onnx_path: str | Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(node name, weight, bias or None) of every Conv, ConvTranspose and Gemm of the onnx.ModelProto
+    `model` (read from `onnx_path`), in graph order; Gemm weights as torch's Linear holds them (out, in)."""
     import onnx
     from onnx import numpy_helper
 
-    model = onnx.load(str(onnx_path))
     tensors = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     layers = []
     for node in model.graph.node:
@@ -78,10 +77,11 @@ def graph_weights(onnx_path: str | Path) -> list[tuple[str, np.ndarray, np.ndarr
 
 
 @torch.no_grad()
-def load_graph_weights(net: nn.Module, onnx_path: str | Path, example: torch.Tensor) -> int:
-    """Put the ONNX graph's weights into `net` (see the module docstring); returns the layer count."""
+def load_graph_weights(net: nn.Module, model, onnx_path: str | Path, example: torch.Tensor) -> None:
+    """Put the weights of the onnx.ModelProto `model` (read from `onnx_path`) into `net` (see the module
+    docstring)."""
     order, follows = call_order(net, example)
-    layers = graph_weights(onnx_path)
+    layers = graph_weights(model, onnx_path)
     if len(layers) != len(order):
         raise ModelError(f"{onnx_path}: {len(layers)} weighted layers, the preset's net has {len(order)}; "
                          "exported from another preset?")
@@ -104,7 +104,6 @@ def load_graph_weights(net: nn.Module, onnx_path: str | Path, example: torch.Ten
             follows[module].bias.copy_(torch.tensor(bias))
         else:
             raise ModelError(f"{onnx_path}: {name} has a bias the net's layer has no place for")
-    return len(order)
 
 
 def start_from_model(nets: dict[str, nn.Module], folder: str | Path, preset) -> None:
@@ -121,32 +120,38 @@ def start_from_model(nets: dict[str, nn.Module], folder: str | Path, preset) -> 
         path = Path(folder) / file
         if not path.is_file():
             raise InputError(f"--init-from {folder}: no {file} (a folder recon-cli export wrote?)")
-        metadata = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        model = onnx.load(str(path))
+        metadata = {p.key: p.value for p in model.metadata_props}
         if metadata.get("recon.preset") != preset.name:
             raise InputError(f"--init-from {path}: a model of preset {metadata.get('recon.preset')!r}, "
                              f"this run trains {preset.name!r} (pass --preset {metadata.get('recon.preset')})")
         example = torch.rand(2, channels, preset.image_size, preset.image_size)
-        load_graph_weights(net, path, example)
-        check_against_graph(name, net, path, example)
+        load_graph_weights(net, model, path, example)
+        check_against_graph(name, net.eval(), path, example)
 
 
 GRAPH_TOLERANCE = 1e-3  # on probabilities, depth and unit normals: a wrong layer is off by far more
 
 
 @torch.no_grad()
-def check_against_graph(name: str, net: nn.Module, path: str | Path, example: torch.Tensor) -> None:
-    """ModelError unless `net` (eval mode, ending as the export does) gives ONNX Runtime's outputs of
-    the graph at `path` on `example`."""
+def graph_difference(name: str, net: nn.Module, path: str | Path, example: torch.Tensor) -> float:
+    """Largest absolute difference between `net` (in the mode it is in, ending as the export does) and
+    ONNX Runtime running the graph at `path`, over every output on `example`."""
     import onnxruntime as ort
 
     from recon.export.onnx_graphs import _wrappers
 
     sketch_export, voxel_export = _wrappers()
-    ours = (sketch_export if name == "sketch" else voxel_export)(net).eval()(example)
+    ours = (sketch_export if name == "sketch" else voxel_export)(net)(example)
     ours = ours if isinstance(ours, tuple) else (ours,)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     theirs = session.run(None, {session.get_inputs()[0].name: example.numpy()})
-    difference = max(float(np.abs(a.numpy() - b).max()) for a, b in zip(ours, theirs))
+    return max(float(np.abs(a.numpy() - b).max()) for a, b in zip(ours, theirs))
+
+
+def check_against_graph(name: str, net: nn.Module, path: str | Path, example: torch.Tensor) -> None:
+    """ModelError unless `net` gives ONNX Runtime's outputs of the graph at `path` on `example`."""
+    difference = graph_difference(name, net, path, example)
     if difference > GRAPH_TOLERANCE:
         raise ModelError(f"{path}: the imported {name} net differs from the graph by {difference:.3g} "
                          f"(tolerance {GRAPH_TOLERANCE}); not an export of this preset's net?")
