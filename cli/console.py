@@ -104,3 +104,11 @@ def quiet_third_party() -> None:
     logging.captureWarnings(True)  # warnings raised with another filter set later still go to logging
     for name in ("PIL", "trimesh", "py.warnings"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def report_skipped(dataset, skipped: list[str]) -> None:
+    """One warning line for the objects a command left out of a damaged dataset (train, eval, preview)."""
+    if skipped:
+        err.print(f"[yellow]warning:[/] {esc(dataset)}: skipped {len(skipped)} object(s) with missing or "
+                  f"damaged files or an unknown category: {esc('; '.join(skipped[:3]))}"
+                  + (" ..." if len(skipped) > 3 else ""))
