@@ -195,6 +195,26 @@ def test_overload_answers_503_at_once():
         overloaded.stop()
 
 
+def test_the_server_warms_every_batch_size_before_the_first_request():
+    """Each network, at each input size the pipeline feeds it, runs at every batch size up to max_batch
+    (the real runners, recording what they were given)."""
+    from recon.runtime.pipeline import Reconstructor
+    from recon.runtime.serve_batch import warm_up
+
+    with Reconstructor(threads=1, batch=3) as reconstructor:
+        seen = []
+        for net, runner in reconstructor.runners.items():
+            def recording(feed, infer=runner.infer, net=net):
+                seen.extend((net, value.shape) for value in feed.values())
+                return infer(feed)
+            runner.infer = recording
+        warm_up(reconstructor, 3)
+        s, f = reconstructor.model.image_size, reconstructor.model.framing_size
+        wanted = {(net, (b, c, side, side)) for b in (1, 2, 3)
+                  for net, c, side in (("sketch", 3, s), ("sketch", 3, f), ("voxel", 5, s))}
+        assert set(seen) == wanted and len(seen) == len(wanted)
+
+
 def test_upload_page_shows_the_coloured_mesh(browser, server):  # noqa: F811
     page = open_page(browser, server.url + "/", offline=False)
     page.set_input_files("#image", str(EXAMPLES / "chair_photo.jpg"))
