@@ -11,8 +11,9 @@ from recon.runtime.errors import ModelError, first_line
 DYNAMIC_AXIS = "batch"
 SPATIAL_AXES = {2: "height", 3: "width"}  # the sketch graph's, where the preset frames with a smaller pass
 SKETCH_FILE, VOXEL_FILE = "sketch.onnx", "voxel.onnx"
-SKETCH_INPUT, SKETCH_OUTPUTS = "image", ("normals", "depth", "silhouette")
+SKETCH_INPUT, SKETCH_OUTPUTS = "image", ("normals", "depth", "silhouette", "features")
 VOXEL_INPUT, VOXEL_OUTPUTS = "sketch", ("occupancy",)
+PICTURES = (SKETCH_INPUT, *SKETCH_OUTPUTS[:3])  # the sketch graph's (B, C, H, W) tensors: their sides follow the input
 
 
 def _wrappers():
@@ -20,7 +21,7 @@ def _wrappers():
     from torch import nn
 
     class SketchExport(nn.Module):
-        """image -> normals, depth, silhouette probability."""
+        """image -> normals, depth, silhouette probability, pooled encoder features."""
 
         def __init__(self, net):
             super().__init__()
@@ -28,7 +29,7 @@ def _wrappers():
 
         def forward(self, image):
             out = self.net(image)
-            return out["normals"], out["depth"], torch.sigmoid(out["silhouette_logits"])
+            return out["normals"], out["depth"], torch.sigmoid(out["silhouette_logits"]), out["features"]
 
     class VoxelExport(nn.Module):
         """sketch (normals, depth, silhouette) -> occupancy probability."""
@@ -63,7 +64,7 @@ def _to_onnx(module, example, input_name: str, output_names, opset: int, spatial
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=opset, input_names=[input_name],
-                          output_names=list(output_names), dynamic_axes={n: {0: DYNAMIC_AXIS, **(SPATIAL_AXES if spatial and n not in VOXEL_OUTPUTS else {})}
+                          output_names=list(output_names), dynamic_axes={n: {0: DYNAMIC_AXIS, **(SPATIAL_AXES if spatial and n in PICTURES else {})}
                                                        for n in names},
                           do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL)
     model = onnx.load_from_string(buffer.getvalue())
@@ -71,7 +72,21 @@ def _to_onnx(module, example, input_name: str, output_names, opset: int, spatial
         slim = onnxslim.slim(model)
     except Exception as error:
         raise ModelError(f"onnxslim could not simplify the {input_name} graph: {first_line(error)}") from None
-    return slim if slim is not None else model
+    model = slim if slim is not None else model
+    _drop_repeated_value_info(model.graph)
+    return model
+
+
+def _drop_repeated_value_info(graph) -> None:
+    """Keep each intermediate tensor's shape record once: onnxslim repeats the whole list once per Conv
+    (54 copies in edge2's sketch graph, 2.5 MB of its 15.5), which only makes the file larger."""
+    seen, kept = set(), []
+    for value in graph.value_info:
+        if value.name not in seen:
+            seen.add(value.name)
+            kept.append(value)
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
 
 
 def check_graph(model, what: str) -> None:

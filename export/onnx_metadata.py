@@ -19,6 +19,8 @@ OUTPUT_MEANINGS = {
     "normals": "(B,3,S,S) camera-space unit normals facing the camera (OpenGL camera: x right, y up, looking down -z)",
     "depth": "(B,1,S,S) depth offset from the object centre along the view axis; see recon.depth_meaning",
     "silhouette": "(B,1,S,S) probability that the pixel shows the object (sigmoid applied)",
+    "features": "(B,F) the sketch encoder's two deepest feature maps averaged over the picture (what the "
+                "picture looks like to the network; the confidence's appearance head reads them)",
     "occupancy": "(B,R,R,R) probability that the voxel is inside the object, axes [x, y, z] of the canonical "
                  "frame (y up, front -z), voxel i centred at -0.5 + (i + 0.5) / R (sigmoid applied)",
 }

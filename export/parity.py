@@ -197,7 +197,8 @@ def torch_reference(model_dir, run, iterations: int = 10, threads: int | None = 
             out = nets[net](torch.from_numpy(feeds["image" if net == "sketch" else "sketch"]))
         if net == "voxel":
             return [torch.sigmoid(out).numpy()]  # the exported graphs end in a sigmoid
-        return [out["normals"].numpy(), out["depth"].numpy(), torch.sigmoid(out["silhouette_logits"]).numpy()]
+        return [out["normals"].numpy(), out["depth"].numpy(), torch.sigmoid(out["silhouette_logits"]).numpy(),
+                out["features"].numpy()]
 
     rows = {}
     for net in ("sketch", "voxel"):

@@ -7,8 +7,10 @@ silhouette's size, certainty, compactness and fragmentation, how far it touches 
 well the framing (pass, alpha, mask or box) and the main pass's silhouette agree, how sure, how full
 and how left-right symmetric the voxel grid is, and how well the mesh explains the sketch from the best
 training camera (the colours' render-and-compare fit, recon.runtime.color.find_view, found once per
-picture). The fit
-(`recon.train.calibration`, re-run with `scripts/calibrate_confidence.py MODEL`) takes the training
+picture), and, where the sketch net has its `features` output, what the picture looks like to the
+network (`appearance`: the logit of a second logistic regression, over those pooled encoder features,
+stored with the calibration; fitted out of fold so the first one does not trust it more than it should).
+The fit (`recon.train.calibration`, re-run with `scripts/calibrate_confidence.py MODEL`) takes the training
 split's renders, plain and in cluttered rooms, framed automatically, by alpha, by a mask and by a
 box, as objects, and generated non-objects (noise, flat textures, empty cluttered rooms, rendered
 shapes of other kinds, plain and in rooms, each framed the ways a user could) as the rest
@@ -33,7 +35,8 @@ import numpy as np
 from recon.runtime.errors import ModelError
 from recon.runtime.preprocess import Box, crop_map
 
-__all__ = ["STATUSES", "CALIBRATION_FILE", "FEATURES", "Calibration", "evidence", "load_calibration", "judge"]
+__all__ = ["STATUSES", "CALIBRATION_FILE", "FEATURES", "APPEARANCE", "Appearance", "Calibration", "evidence",
+           "load_calibration", "judge"]
 
 STATUSES = ("ok", "low_confidence", "no_object", "failed")
 MESH_STATUSES = ("ok", "low_confidence")  # statuses whose mesh is saved
@@ -44,7 +47,29 @@ CALIBRATION_FORMAT = "recon-confidence"
 FEATURES = ("silhouette_area", "silhouette_certainty", "edge_contact", "largest_part", "parts", "box_fill", "solidity",
             "fill_error", "framing_iou", "framing_box_iou", "framing_area", "voxel_entropy", "voxel_occupancy",
             "voxel_solidity", "voxel_symmetry", "view_overlap", "view_depth_error")
+# The logit of the calibration's appearance head over the sketch net's pooled encoder features: the
+# evidence that tells a chair from a table or a lamp, which the silhouette and voxel evidence cannot.
+APPEARANCE = "appearance"
 NO_VIEW_DEPTH_ERROR = 0.5  # view_depth_error without a mesh to fit: half the unit cube, far beyond any fitted view
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """A logistic regression over the sketch net's pooled encoder features (Result.features): how much the
+    picture looks like the training objects to the network. Its logit is the evidence `appearance`."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    weights: np.ndarray
+    bias: float
+
+    def score(self, features: np.ndarray) -> float | np.ndarray:
+        """(..., F) features -> their logits."""
+        return (np.asarray(features, np.float64) - self.mean) / self.std @ self.weights + self.bias
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "weights": self.weights.tolist(),
+                "bias": self.bias}
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,7 @@ class Calibration:
     accept: float
     refuse: float
     features: tuple = FEATURES  # the evidence it weighs, in order (a subset only while fitting)
+    appearance: Appearance | None = None  # with it, features end in APPEARANCE (the head's logit)
 
     def confidence(self, features: dict) -> float:
         return float(self.confidences(np.array([features[name] for name in self.features], np.float64)))
@@ -71,9 +97,10 @@ class Calibration:
         return "ok" if confidence >= self.accept else "low_confidence" if confidence >= self.refuse else "no_object"
 
     def to_dict(self, fitted_on: dict, report: dict) -> dict:
+        head = {"appearance": self.appearance.to_dict()} if self.appearance is not None else {}
         return {"format": CALIBRATION_FORMAT, "format_version": 1, "features": list(self.features),
                 "mean": self.mean.tolist(), "std": self.std.tolist(), "weights": self.weights.tolist(),
-                "bias": self.bias, "accept": self.accept, "refuse": self.refuse, "fitted_on": fitted_on,
+                "bias": self.bias, "accept": self.accept, "refuse": self.refuse, **head, "fitted_on": fitted_on,
                 "report": report}
 
 
@@ -85,10 +112,15 @@ def load_calibration(model) -> Calibration | None:
     path = model.path / CALIBRATION_FILE
     try:
         data = json.loads(path.read_text())
-        if data.get("format") != CALIBRATION_FORMAT or data.get("features") != list(FEATURES):
+        head = data.get("appearance")
+        features = (*FEATURES, APPEARANCE) if head is not None else FEATURES
+        if data.get("format") != CALIBRATION_FORMAT or data.get("features") != list(features):
             raise ValueError("another format or feature list")
+        appearance = None if head is None else Appearance(
+            *(np.asarray(head[k], np.float64) for k in ("mean", "std", "weights")), float(head["bias"]))
         calibration = Calibration(*(np.asarray(data[k], np.float64) for k in ("mean", "std", "weights")),
-                                  float(data["bias"]), float(data["accept"]), float(data["refuse"]))
+                                  float(data["bias"]), float(data["accept"]), float(data["refuse"]),
+                                  features, appearance)
         fitted_on = dict(data["fitted_on"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ModelError(f"{path}: unreadable confidence calibration ({error}); re-run "
@@ -96,9 +128,12 @@ def load_calibration(model) -> Calibration | None:
     for name, sha256 in fitted_on.items():
         if model.files.get(name, {}).get("sha256") != sha256:
             raise ModelError(f"{path}: fitted on another {name}; re-run scripts/calibrate_confidence.py {model.path}")
-    if not (calibration.mean.shape == calibration.std.shape == (len(FEATURES),)
-            and calibration.weights.shape == (2 * len(FEATURES),)):
-        raise ModelError(f"{path}: expected {len(FEATURES)} means and deviations and {2 * len(FEATURES)} weights")
+    if not (calibration.mean.shape == calibration.std.shape == (len(features),)
+            and calibration.weights.shape == (2 * len(features),)):
+        raise ModelError(f"{path}: expected {len(features)} means and deviations and {2 * len(features)} weights")
+    if appearance is not None and not (appearance.mean.shape == appearance.std.shape == appearance.weights.shape
+                                       and appearance.mean.ndim == 1):
+        raise ModelError(f"{path}: its appearance head needs as many means, deviations and weights as features")
     return calibration
 
 
@@ -199,8 +234,11 @@ def evidence(silhouette: np.ndarray, framing_mask: np.ndarray, box: Box, framing
 
 
 def judge(result, calibration: Calibration) -> None:
-    """Set an ok result's confidence and status from its evidence (a failed result stays as it is)."""
+    """Set an ok result's confidence and status from its evidence, and its `appearance` from its features
+    where the calibration has the head (a failed result stays as it is)."""
     if result.status != "ok":
         return
+    if calibration.appearance is not None:
+        result.evidence[APPEARANCE] = float(calibration.appearance.score(result.features))
     result.confidence = round(calibration.confidence(result.evidence), 4)
     result.status = calibration.status(result.confidence)

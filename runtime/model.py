@@ -47,6 +47,7 @@ class ModelInfo:
     # Side of the cheap whole-picture pass that finds the object (recon.framing_size; models whose
     # sketch graph has a fixed input side frame at image_size, i.e. a second full pass).
     framing_size: int = 0
+    outputs: dict = field(default_factory=dict)  # net -> its output names (the contract's, and optional ones)
 
     def onnx(self, net: str, precision: str = "fp32") -> Path:
         """MODEL/<net>.onnx or its twin for `precision` (PRECISIONS); ModelError when the folder lacks it."""
@@ -160,7 +161,7 @@ def load_model_dir(path) -> ModelInfo:
     """
     folder = Path(path)
     manifest = verify_model_dir(folder)
-    return _model_info(folder, manifest, _merged_metadata(folder, manifest))
+    return _model_info(folder, manifest, *_merged_metadata(folder, manifest))
 
 
 def _verify_file(folder: Path, manifest_path: Path, name: str, entry) -> None:
@@ -179,9 +180,10 @@ def _verify_file(folder: Path, manifest_path: Path, name: str, entry) -> None:
         raise ModelError(f"{file}: sha256 does not match {MANIFEST} (modified or corrupt; export the model again)")
 
 
-def _merged_metadata(folder: Path, manifest: dict) -> dict:
-    """The sketch net's metadata_props, checked against the voxel net's, completed from model.json;
-    each net's signature, external data and provenance checked (recon.runtime.model_checks)."""
+def _merged_metadata(folder: Path, manifest: dict) -> tuple[dict, dict]:
+    """The sketch net's metadata_props, checked against the voxel net's, completed from model.json, and
+    each net's output names; each net's signature, external data and provenance checked
+    (recon.runtime.model_checks)."""
     from recon.runtime import model_checks
 
     sessions = {}
@@ -201,10 +203,10 @@ def _merged_metadata(folder: Path, manifest: dict) -> dict:
     merged = {str(k): str(v) for k, v in fallback.items()}
     merged.update(per_net["voxel"])
     merged.update(per_net["sketch"])
-    return merged
+    return merged, {net: tuple(arg.name for arg in session.get_outputs()) for net, session in sessions.items()}
 
 
-def _model_info(folder: Path, manifest: dict, meta: dict) -> ModelInfo:
+def _model_info(folder: Path, manifest: dict, meta: dict, outputs: dict) -> ModelInfo:
     def get(key: str, parse, check=lambda v: True, expected: str = ""):
         if key not in meta:
             raise ModelError(f"{folder / 'sketch.onnx'}: metadata has no {key} (export the model again)")
@@ -237,6 +239,7 @@ def _model_info(folder: Path, manifest: dict, meta: dict) -> ModelInfo:
         threshold=get("recon.threshold", float, lambda v: 0 < v < 1, "a number in (0, 1)") if "recon.threshold" in meta else 0.5,
         preset=meta.get("recon.preset", ""),
         files=dict(manifest["files"]),
+        outputs=outputs,
         framing_size=(get("recon.framing_size", int, lambda v: v >= 32 and v % 32 == 0, "a multiple of 32")
                       if "recon.framing_size" in meta else get("recon.image_size", int)),
     )

@@ -20,6 +20,9 @@ CONTRACT = {
                            "silhouette": ("B", 1, "S", "S")}},
     "voxel": {"inputs": {"sketch": ("B", 5, "S", "S")}, "outputs": {"occupancy": ("B", "R", "R", "R")}},
 }
+# Outputs a network may have beyond the contract: the sketch net's pooled encoder features (exports since
+# the confidence weighs them; a folder without them runs, and its confidence cannot use them). None: any size.
+OPTIONAL = {"sketch": {"outputs": {"features": ("B", None)}}}
 # Provenance both networks carry from the one export that wrote them.
 SAME_EXPORT_KEYS = ("recon.export_time", "recon.git_commit", "recon.stage_weights", "recon.data_fingerprint",
                     "recon.preset", "recon.threshold")
@@ -37,15 +40,16 @@ def check_network(path: Path, net: str, session, metadata: dict) -> None:
     for kind, args in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
         want = expected[kind]
         got = {arg.name: list(arg.shape) for arg in args}
+        optional = OPTIONAL.get(net, {}).get(kind, {})
         hint = (f" (this is the {other} network: are sketch.onnx and voxel.onnx swapped?)"
-                if set(got) == set(CONTRACT[other][kind]) else "")
-        if set(got) != set(want):
+                if set(got) - set(OPTIONAL.get(other, {}).get(kind, {})) == set(CONTRACT[other][kind]) else "")
+        if not set(want) <= set(got) <= set(want) | set(optional):
             raise ModelError(f"{path}: {kind} {_describe(args)}, expected "
                              f"{', '.join(repr(n) for n in want)}{hint}; export the model again")
-        for name, dims in want.items():
+        for name, dims in {**want, **{n: d for n, d in optional.items() if n in got}}.items():
             shape = got[name]
             fits = len(shape) == len(dims) and all(
-                d == "B" or not isinstance(s, int) or s == (sizes.get(d) if isinstance(d, str) else d)
+                d in ("B", None) or not isinstance(s, int) or s == (sizes.get(d) if isinstance(d, str) else d)
                 for s, d in zip(shape, dims))
             if not fits:
                 wanted = [sizes.get(d) or d if isinstance(d, str) else d for d in dims]

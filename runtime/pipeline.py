@@ -27,7 +27,7 @@ import numpy as np
 
 from recon.runtime.color import mesh_view, paint
 from recon.runtime.confidence import evidence, judge, load_calibration
-from recon.runtime.errors import InputError, ReconError
+from recon.runtime.errors import InputError, ModelError, ReconError
 from recon.runtime.framing import apply_framing, per_picture
 from recon.runtime.images import Picture, load_image
 from recon.runtime.meshing import marching_cubes, mesh_stats
@@ -54,6 +54,7 @@ class _Item:
     box: Optional[Box] = None
     crop: Optional[np.ndarray] = None
     sketch: Optional[dict] = None
+    features: Optional[np.ndarray] = None  # the main pass's pooled encoder features (sketch nets that have them)
     voxels: Optional[np.ndarray] = None
 
 
@@ -84,6 +85,10 @@ class Reconstructor:
         check_batch_memory(self.model, batch)
         # None: the folder has no confidence.json, or calibrated=False (fitting a new one: the old may be stale)
         self.calibration = load_calibration(self.model) if calibrated else None
+        if self.calibration is not None and self.calibration.appearance is not None \
+                and "features" not in self.model.outputs.get("sketch", ()):
+            raise ModelError(f"{self.model.path}: its confidence.json weighs the sketch net's features, which its "
+                             "sketch.onnx does not output; re-run scripts/calibrate_confidence.py on the folder")
         self.batch_size = batch
         self.threshold = self.model.threshold if threshold is None else float(threshold)
         self.smooth, self.largest_only = int(smooth), bool(largest_only)
@@ -298,6 +303,7 @@ class Reconstructor:
                 silhouette = crop_map(item.picture.mask, item.box, size).astype(np.float32)
             item.sketch = {"normals": np.ascontiguousarray(out["normals"].transpose(1, 2, 0), dtype=np.float32),
                            "depth": out["depth"][0].astype(np.float32, copy=False), "silhouette": silhouette}
+            item.features = out.get("features")
             if (silhouette > 0.5).sum() < _min_pixels(silhouette.shape):
                 results[item.index] = _failed(item, "no object found")
             else:
@@ -355,7 +361,7 @@ class Reconstructor:
     def _mesh(self, item: _Item, threshold: float, height_m, width_m, smooth: int, largest_only: bool) -> Result:
         start = time.perf_counter()
         result = Result(item.picture.name, image=item.crop, box=item.box, sketch=item.sketch, voxels=item.voxels,
-                        threshold=threshold, timings=item.timings, framing=item.framing)
+                        features=item.features, threshold=threshold, timings=item.timings, framing=item.framing)
         if not (item.voxels > threshold).any():
             result.status = "failed"
             result.error = f"{item.picture.name}: no voxel above threshold {threshold} (try a lower threshold)"

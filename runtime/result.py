@@ -48,6 +48,7 @@ class Result:
     confidence: Optional[float] = None  # [0, 1], see recon.runtime.confidence; None: the model is not calibrated
     framing: str = "auto"  # what framed the picture: auto (the sketch net), follow (the previous frame), alpha, mask or box
     evidence: Optional[dict] = None  # what confidence is computed from (recon.runtime.confidence.evidence)
+    features: Optional[np.ndarray] = None  # (F,) the sketch net's pooled encoder features of the crop, if it has them
     view: object = None  # recon.runtime.color.ViewFit: the camera found for the vertex colours (None: grey mesh)
 
     @property

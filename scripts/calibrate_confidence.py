@@ -83,7 +83,8 @@ def read_cache(path: Path | None, key: str) -> dict:
         if str(archive["key"]) != key:
             return {}
         sets = json.loads(str(archive["sets"]))
-        return {sha: Evidence(names, archive[f"x{i}"], statuses, archive[f"f{i}"])
+        return {sha: Evidence(names, archive[f"x{i}"], statuses, archive[f"f{i}"],
+                              archive[f"e{i}"] if f"e{i}" in archive.files else None)
                 for i, (sha, names, statuses) in enumerate(sets)}
 
 
@@ -94,6 +95,8 @@ def write_cache(path: Path, key: str, evidence: dict) -> None:
               "sets": np.array(json.dumps([(sha, e.names, e.statuses) for sha, e in evidence.items()]))}
     for i, e in enumerate(evidence.values()):
         arrays[f"x{i}"], arrays[f"f{i}"] = e.x, e.framing
+        if e.embedding is not None:
+            arrays[f"e{i}"] = e.embedding
     save_npz_atomic(path, **arrays)
 
 
@@ -152,12 +155,24 @@ def fit(evidence: dict, features, objects=None) -> "object":
     """The Calibration over `features`; objects: a mask of the fit objects to use (None: all)."""
     from recon.train import calibration as cal
 
-    positives = evidence["fit objects"].columns(features)
-    return cal.fit_calibration(positives if objects is None else positives[objects],
-                               evidence["fit non-objects"].columns(features), features=features)
+    evidence_only = tuple(f for f in features if f != cal.APPEARANCE)
+    chosen = slice(None) if objects is None else objects
+    positives, negatives = (evidence[name] for name in ("fit objects", "fit non-objects"))
+    embeddings = ((positives.embedding[chosen], negatives.embedding) if cal.APPEARANCE in features else None)
+    return cal.fit_calibration(positives.columns(evidence_only)[chosen], negatives.columns(evidence_only),
+                               features=features, embeddings=embeddings)
 
 
-# The calibration before framings and the view fit: plain renders framed automatically, no view_* features.
+def all_features(evidence: dict) -> tuple:
+    """FEATURES, and APPEARANCE where the sketch net gave every set its features."""
+    from recon.train import calibration as cal
+
+    with_features = all(e.embedding is not None for e in evidence.values())
+    return (*cal.FEATURES, cal.APPEARANCE) if with_features else cal.FEATURES
+
+
+# The calibration before framings, the view fit and the appearance head: plain renders framed
+# automatically, no view_* features, no appearance.
 BEFORE = "before: plain+auto objects, no view fit"
 
 
@@ -167,7 +182,7 @@ def ablation(evidence: dict, sets: dict, features) -> dict:
 
     plain = np.array([sample.framing == "plain+auto" for sample in sets["fit objects"]])
     fits = {left_out: fit(evidence, tuple(f for f in features if f != left_out)) for left_out in ("none", *features)}
-    fits[BEFORE] = fit(evidence, tuple(f for f in features if not f.startswith("view_")), plain)
+    fits[BEFORE] = fit(evidence, tuple(f for f in features if not f.startswith("view_") and f != cal.APPEARANCE), plain)
     out = {}
     for label, fitted in fits.items():
         row = {}
@@ -227,12 +242,13 @@ def main(argv=None) -> int:
     except ReconError as error:
         console.print(f"[red]error:[/] {error}", soft_wrap=True)
         return 2
-    fitted = fit(evidence, cal.FEATURES)
+    features = all_features(evidence)
+    fitted = fit(evidence, features)
     report = {"accept": fitted.accept, "refuse": fitted.refuse, "data": [str(d) for d in args.data],
               "objects": args.objects, "non_objects": args.non_objects, "seed": args.seed,
               "flagged": {name: breakdown(cal.flagged(fitted, evidence[name]), samples)
                           for name, samples in sets.items()},
-              "without": ablation(evidence, sets, cal.FEATURES)}
+              "without": ablation(evidence, sets, features)}
     for name, row in report["flagged"].items():
         for part in ("kinds", "framings"):
             console.print(f"flagged {name:17s} " + ", ".join(f"{k} {v:.1%}" for k, v in
@@ -241,7 +257,7 @@ def main(argv=None) -> int:
         console.print(f"without {left_out:20s} " + ", ".join(f"{k} {v:.1%}" for k, v in row.items()), soft_wrap=True)
     console.print(f"accept >= {fitted.accept}, no_object < {fitted.refuse}; weights: "
                   + ", ".join(f"{n} {w:+.2f}/{w2:+.2f}" for n, w, w2 in
-                              zip(cal.FEATURES, fitted.weights, fitted.weights[len(cal.FEATURES):])) + " (x/x^2)",
+                              zip(features, fitted.weights, fitted.weights[len(features):])) + " (x/x^2)",
                   soft_wrap=True)
     if not args.dry_run:
         store(args.model, fitted.to_dict(fitted_on, report))

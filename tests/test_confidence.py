@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recon.runtime.confidence import CALIBRATION_FILE, FEATURES, Calibration, evidence, load_calibration
+from recon.runtime.confidence import APPEARANCE, CALIBRATION_FILE, FEATURES, Calibration, evidence, load_calibration
 from recon.runtime.errors import ModelError
 from recon.runtime.model import default_model_dir, load_model_dir
 from recon.runtime.preprocess import crop_map, frame_box
-from recon.train.calibration import fit_calibration, fit_logistic
+from recon.train.calibration import fit_calibration, fit_logistic, out_of_fold
 from recon.train.calibration_pictures import OBJECT_FRAMINGS, negatives, objects
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +79,25 @@ def test_logistic_fit_separates_and_thresholds_follow_the_objects():
     assert np.isfinite(weights).all() and np.isfinite(bias)
 
 
+def test_appearance_head_is_fitted_out_of_fold_and_weighed_last():
+    rng = np.random.default_rng(3)
+    embed = lambda centre, n: rng.normal(centre, 1.0, (n, 60))  # what objects and others look like to the net
+    blind = lambda n: rng.normal(0.0, 1.0, (n, len(FEATURES)))  # evidence that cannot tell them apart
+    pos, neg = embed(0.15, 150), embed(-0.15, 150)
+    fitted = fit_calibration(blind(150), blind(150), features=(*FEATURES, APPEARANCE), embeddings=(pos, neg))
+    assert fitted.features[-1] == APPEARANCE and fitted.appearance is not None
+    # In-sample, 60 weights from 300 pictures separate them better than they deserve; out of fold less so
+    # (a head that had seen the rows it scores would give the in-sample separation: ratio 1).
+    in_sample = fitted.appearance.score(pos).mean() - fitted.appearance.score(neg).mean()
+    held = out_of_fold(pos, neg)
+    assert held[0].mean() - held[1].mean() < 0.92 * in_sample
+    fresh_pos, fresh_neg = embed(0.15, 200), embed(-0.15, 200)
+    score = lambda e: fitted.confidences(np.hstack([blind(len(e)), fitted.appearance.score(e)[:, None]]))
+    assert np.mean(score(fresh_pos)[:, None] > score(fresh_neg)[None, :]) > 0.85  # the head carries it (AUC)
+    with pytest.raises(ValueError, match="embeddings"):
+        fit_calibration(blind(150), blind(150), features=(*FEATURES, APPEARANCE))
+
+
 def test_statuses_between_the_thresholds():
     zero = np.zeros(len(FEATURES))
     for bias, status in ((3.0, "ok"), (0.0, "low_confidence"), (-3.0, "no_object")):
@@ -97,11 +116,13 @@ def calibrated_copy(tmp_path: Path, samples: list, seed: int = 0) -> Path:
     model = tmp_path / "model"
     shutil.copytree(default_model_dir(), model)
     with Reconstructor(model, device="cpu", threads=2, batch=8, calibrated=False) as reconstruct:
-        pos = collect(reconstruct, samples).columns()
-        neg = collect(reconstruct, negatives(80, seed, reconstruct.model.image_size)).columns()
+        pos = collect(reconstruct, samples)
+        neg = collect(reconstruct, negatives(80, seed, reconstruct.model.image_size))
         fitted_on = {name: reconstruct.model.sha256(name) for name in ("sketch.onnx", "voxel.onnx")}
-    # ~100 renders and 80 non-objects: 10x the script's ridge, or 32 weights would fit the noise
-    store(model, fit_calibration(pos, neg, l2=1e-2).to_dict(fitted_on, {"test": True}))
+    # ~200 renders and 80 non-objects: 10x the script's ridge, or 36 weights would fit the noise
+    fitted = fit_calibration(pos.columns(), neg.columns(), l2=1e-2, features=(*FEATURES, APPEARANCE),
+                             embeddings=(pos.embedding, neg.embedding))
+    store(model, fitted.to_dict(fitted_on, {"test": True}))
     return model
 
 
@@ -178,6 +199,34 @@ def test_calibration_is_verified_with_the_model(calibrated, tmp_path):
     rewrite_listed(model, {**data, "features": old, "mean": data["mean"][:len(old)], "std": data["std"][:len(old)]})
     with pytest.raises(ModelError, match="unreadable confidence calibration .*feature list.*calibrate_confidence"):
         load_calibration(load_model_dir(model))
+
+
+def test_sketch_net_without_features_loads_but_not_with_an_appearance_calibration(calibrated, tmp_path):
+    """Exports before the `features` output still run; a calibration that weighs them is refused on them."""
+    import onnx
+
+    from recon.runtime.model import sha256_file
+    from recon.runtime.pipeline import Reconstructor
+
+    model = tmp_path / "model"
+    shutil.copytree(calibrated, model)
+    graph = onnx.load(str(model / "sketch.onnx"))
+    kept = [output for output in graph.graph.output if output.name != "features"]
+    assert len(kept) == len(graph.graph.output) - 1
+    del graph.graph.output[:]
+    graph.graph.output.extend(kept)
+    onnx.save(graph, str(model / "sketch.onnx"))
+    data = json.loads((model / CALIBRATION_FILE).read_text())
+    rewrite_listed(model, {**data, "fitted_on": {**data["fitted_on"], "sketch.onnx": sha256_file(model / "sketch.onnx")}})
+    manifest = json.loads((model / "model.json").read_text())
+    manifest["files"]["sketch.onnx"] = {"sha256": sha256_file(model / "sketch.onnx"),
+                                        "bytes": (model / "sketch.onnx").stat().st_size}
+    (model / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="weighs the sketch net's features.*calibrate_confidence"):
+        Reconstructor(model, device="cpu", threads=2)
+    with Reconstructor(model, device="cpu", threads=2, calibrated=False) as reconstruct:
+        result = reconstruct(EXAMPLE_RENDERS[0])
+    assert result.ok and result.features is None and APPEARANCE not in result.evidence
 
 
 def test_shipped_model_calibration_when_present():

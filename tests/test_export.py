@@ -129,9 +129,10 @@ def test_model_folder_contract(edge_model, edge_run):
     assert json.loads((out / "plan.json").read_text()) == manifest["plan"]
     preset = get_preset("edge")
     s, r = preset.image_size, preset.voxel_res
+    channels = build_sketch_net(preset).encoder.channels  # features: the two deepest maps, averaged
     expected = {"sketch.onnx": ({"image": ["batch", 3, s, s]},
                                 {"normals": ["batch", 3, s, s], "depth": ["batch", 1, s, s],
-                                 "silhouette": ["batch", 1, s, s]}),
+                                 "silhouette": ["batch", 1, s, s], "features": ["batch", channels[4] + channels[3]]}),
                 "voxel.onnx": ({"sketch": ["batch", 5, s, s]}, {"occupancy": ["batch", r, r, r]})}
     for name, (inputs, outputs) in expected.items():
         model = onnx.load(str(out / name))
@@ -170,7 +171,7 @@ def test_metadata_round_trip(edge_model, edge_run):
     assert json.loads(meta["recon.mean"]) == list(IMAGE_MEAN) and json.loads(meta["recon.std"]) == list(IMAGE_STD)
     assert float(meta["recon.framing_fill"]) == DEFAULT_FILL
     assert float(meta["recon.threshold"]) == DEFAULT_THRESHOLD
-    assert set(json.loads(meta["recon.outputs"])) == {"normals", "depth", "silhouette", "occupancy"}
+    assert set(json.loads(meta["recon.outputs"])) == {"normals", "depth", "silhouette", "features", "occupancy"}
     assert meta["recon.data_fingerprint"] == "0123456789abcdef"
     assert meta["recon.version"] == __import__("recon").__version__
     assert meta["recon.git_commit"] and meta["recon.export_time"].endswith("+00:00")
@@ -184,7 +185,7 @@ def test_parity_onnxruntime_matches_pytorch(edge_model):
     manifest, _, lines = edge_model
     parity = manifest["parity"]
     assert parity["passed"] and parity["batch"] == 2
-    assert set(parity["outputs"]) == {"normals", "depth", "silhouette", "occupancy"}
+    assert set(parity["outputs"]) == {"normals", "depth", "silhouette", "features", "occupancy"}
     for name, figures in parity["outputs"].items():
         assert figures["passed"]
         assert figures.get("conditioned_max_abs", figures["max_abs"]) <= FP32_ATOL, name

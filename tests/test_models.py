@@ -47,7 +47,8 @@ def _check_nets(preset: Preset, batch: int) -> None:
 
     sketch = build_sketch_net(preset).eval()
     out = sketch(rgb)
-    assert set(out) == {"normals", "depth", "silhouette_logits"}
+    assert set(out) == {"normals", "depth", "silhouette_logits", "features"}
+    assert out["features"].shape[0] == batch and out["features"].ndim == 2
     assert out["normals"].shape == (batch, 3, s, s)
     assert out["depth"].shape == (batch, 1, s, s)
     assert out["silhouette_logits"].shape == (batch, 1, s, s)
@@ -96,7 +97,8 @@ def test_sketch_net_any_multiple_of_32(size):
     net = SketchNet(width=0.125).eval()
     with torch.no_grad():
         out = net(torch.randn(1, 3, size, size))
-    assert all(v.shape[-2:] == (size, size) for v in out.values())
+    assert all(out[k].shape[-2:] == (size, size) for k in ("normals", "depth", "silhouette_logits"))
+    assert out["features"].shape == (1, net.encoder.channels[4] + net.encoder.channels[3])
 
 
 def test_direct_baseline_takes_rgb():

@@ -14,6 +14,8 @@ Heads (3x3 convs on the last stage):
 - normals: 3 channels, L2-normalised per pixel to unit length (camera space, design.md),
 - depth: 1 channel, unconstrained (the loss decides how background is treated),
 - silhouette: 1 channel of logits (sigmoid / BCE-with-logits outside).
+No loss reads the fourth output, `features` (the two deepest encoder maps, averaged): the runtime's
+confidence learns from them whether the picture shows a kind of object the model knows.
 
 `LiteSketchNet` (the `edge2` preset) keeps the contract with a faster body: an ImageNet-pretrained
 EfficientNet-Lite0 encoder (recon.train.encoders), up-sampling by nearest resize + 3x3 convolution
@@ -59,12 +61,16 @@ class ResizeUp2d(nn.Module):
         return self.relu(self.bn(self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))))
 
 
-def sketch_outputs(normals: torch.Tensor, depth: torch.Tensor, silhouette_logits: torch.Tensor) -> Dict[str, torch.Tensor]:
-    return {"normals": F.normalize(normals, dim=1, eps=1e-6), "depth": depth, "silhouette_logits": silhouette_logits}
+def sketch_outputs(normals: torch.Tensor, depth: torch.Tensor, silhouette_logits: torch.Tensor,
+                   deepest: torch.Tensor, second: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """The sketch, and `features`: the encoder's two deepest maps averaged over the picture, (B, C4 + C3),
+    what the picture looks like to the net (the runtime's confidence weighs them: recon.runtime.confidence)."""
+    return {"normals": F.normalize(normals, dim=1, eps=1e-6), "depth": depth, "silhouette_logits": silhouette_logits,
+            "features": torch.cat([deepest.mean(dim=(2, 3)), second.mean(dim=(2, 3))], dim=1)}
 
 
 class SketchNet(nn.Module):
-    """RGB (B, 3, H, W), H and W multiples of 32 -> dict(normals, depth, silhouette_logits) at (H, W)."""
+    """RGB (B, 3, H, W), H and W multiples of 32 -> dict(normals, depth, silhouette_logits) at (H, W), features."""
 
     def __init__(self, width: float = 1.0, in_channels: int = 3):
         super().__init__()
@@ -83,14 +89,14 @@ class SketchNet(nn.Module):
         self.silhouette_head = nn.Conv2d(head_ch, 1, 3, padding=1)
 
     def forward(self, rgb: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """`rgb` (B, 3, H, W), normalised float. Returns normals (B,3,H,W), depth and silhouette_logits (B,1,H,W)."""
+        """`rgb` (B, 3, H, W), normalised float. Returns normals (B,3,H,W), depth and silhouette_logits (B,1,H,W), features (B, C4 + C3)."""
         stem, f1, f2, f3, f4 = self.encoder(rgb)  # strides 2, 4, 8, 16, 32
         x = torch.cat([self.up1(f4), f3], dim=1)  # (B, 2*c3, H/16, W/16)
         x = torch.cat([self.up2(x), f2], dim=1)  # (B, 2*c2, H/8, W/8)
         x = torch.cat([self.up3(x), f1], dim=1)  # (B, 2*c1, H/4, W/4)
         x = torch.cat([self.up4(x), stem], dim=1)  # (B, 2*c0, H/2, W/2)
         x = self.up5(x)  # (B, c0/2, H, W)
-        return sketch_outputs(self.normals_head(x), self.depth_head(x), self.silhouette_head(x))
+        return sketch_outputs(self.normals_head(x), self.depth_head(x), self.silhouette_head(x), f4, f3)
 
 
 # Decoder widths of LiteSketchNet at strides 16, 8, 4, 2, 1 (before each skip is concatenated).
@@ -116,8 +122,9 @@ class LiteSketchNet(nn.Module):
     def forward(self, rgb: torch.Tensor) -> Dict[str, torch.Tensor]:
         """`rgb` (B, 3, H, W), normalised float, H and W multiples of 32; outputs as SketchNet's."""
         *skips, x = self.encoder(rgb)  # strides 2, 4, 8, 16 and 32
+        deepest = x
         for up, skip in zip(self.ups, [*skips[::-1], None]):
             x = up(x)
             x = x if skip is None else torch.cat([x, skip], dim=1)
         out = self.head(x)  # (B, 5, H, W)
-        return sketch_outputs(out[:, :3], out[:, 3:4], out[:, 4:5])
+        return sketch_outputs(out[:, :3], out[:, 3:4], out[:, 4:5], deepest, skips[-1])
