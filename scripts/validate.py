@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--skip", type=int, action="append", required=True, help="per --data: objects trained on")
     parser.add_argument("--per-category", type=int, default=30)
     parser.add_argument("--views", type=int, default=2)
+    parser.add_argument("--mirror", action="store_true",
+                        help="also score the grid averaged with its left-right mirror (x), kind '+mirror'")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -75,9 +77,13 @@ def main() -> None:
             with torch.no_grad():
                 for kind, x in inputs.items():
                     prob = torch.sigmoid(net(x)).numpy()
-                    for level in LEVELS:
-                        iou = iou_many(pooled(prob > level, 32), truth)[0]
-                        scores.setdefault((kind, level), {}).setdefault(category, []).append(iou)
+                    variants = {kind: prob}
+                    if args.mirror:
+                        variants[kind + "+mirror"] = (prob + prob[:, ::-1]) / 2
+                    for name, grid in variants.items():
+                        for level in LEVELS:
+                            iou = iou_many(pooled(grid > level, 32), truth)[0]
+                            scores.setdefault((name, level), {}).setdefault(category, []).append(iou)
         for (kind, level), per in scores.items():
             means = {c: round(float(np.mean(v)), 4) for c, v in sorted(per.items())}
             means["mean"] = round(float(np.mean(list(means.values()))), 4)
