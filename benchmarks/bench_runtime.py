@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_runtime.py                      # fresh `edge` nets, exported here
     .venv/bin/python benchmarks/bench_runtime.py --weights RUN --model MODEL --threads 2
+    .venv/bin/python benchmarks/bench_runtime.py --weights recon/models/default --model recon/models/default
     .venv/bin/python benchmarks/bench_runtime.py --data DATA          # fresh nets with INT8 twins
     .venv/bin/python benchmarks/bench_runtime.py --weights RUN --model MODEL --baseline OLD_MODEL  # + old vs new
 
@@ -40,13 +41,14 @@ def torch_runners(run: Path, threads: int):
     """The run's nets in PyTorch eager, behind the runtime's runner interface (same outputs)."""
     import torch
 
-    from recon.export.onnx_export import SKETCH_OUTPUTS, _wrappers, build_nets, load_run
+    from recon.export.onnx_export import SKETCH_OUTPUTS, _wrappers
+    from recon.export.run_folder import eager_nets
     from recon.runtime.backends import BaseRunner, TensorSpec
 
     torch.set_num_threads(threads)
     # The deployable chain wrapped exactly as export wraps it (outputs named and activated alike).
     sketch_export, voxel_export = _wrappers()
-    sketch, voxel = (wrap(net).eval() for wrap, net in zip((sketch_export, voxel_export), build_nets(load_run(run))))
+    sketch, voxel = (wrap(net).eval() for wrap, net in zip((sketch_export, voxel_export), eager_nets(run)))
 
     class TorchRunner(BaseRunner):
         def __init__(self, name, forward, input_name, channels):
@@ -131,7 +133,8 @@ def table(title: str, rows: list, labels: list, cell) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", type=Path, help="run folder (sketch.pt + joint.pt/voxel.pt) for the PyTorch side; "
+    parser.add_argument("--weights", type=Path, help="run folder (sketch.pt + joint.pt/voxel.pt) or model folder "
+                        "(its ONNX weights imported) for the PyTorch side; "
                         "default: fresh edge nets (none with --model alone: no PyTorch side)")
     parser.add_argument("--model", type=Path, help="its exported model folder; default: exported here")
     parser.add_argument("--data", type=Path, help="dataset: the model exported here gets INT8 twins calibrated "

@@ -31,7 +31,8 @@ def profile(
                                  "engine here: GPU providers, OpenVINO FP32/BF16, INT8 twins (latency, output "
                                  "difference; interleaved runs)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Training run folder the model was "
-                                           "exported from: --compare adds PyTorch eager beside ONNX Runtime."),
+                                           "exported from, or a model folder (its weights imported into the torch "
+                                           "nets): --compare adds PyTorch eager beside ONNX Runtime."),
 ):
     """Measure each stage (preprocess, sketch, voxel, mesh, end to end) per batch size: min, mean,
     median, p90, p95, p99, max latency and images/s, warm-up runs excluded; each network's share of the

@@ -179,15 +179,15 @@ def synthetic_inputs(image_size: int, batch: int = 2, seed: int = 0) -> Dict[str
 
 def torch_reference(model_dir, run, iterations: int = 10, threads: int | None = None) -> Dict[str, dict]:
     """Each net at batch 1 through ONNX Runtime CPU (the model folder) and PyTorch eager (the run
-    folder it was exported from), same inputs and threads: median ms, their ratio, max abs difference."""
+    folder it was exported from, or the model folder's own weights), same inputs and threads: median ms, their ratio, max abs difference."""
     import torch
 
-    from recon.export.onnx_export import build_nets, load_run
+    from recon.export.run_folder import eager_nets
     from recon.runtime.model import default_model_dir, load_model_dir
     from recon.runtime.profile import timed_ms
 
     model = load_model_dir(default_model_dir() if model_dir is None else model_dir)
-    nets = dict(zip(("sketch", "voxel"), build_nets(load_run(run))))
+    nets = dict(zip(("sketch", "voxel"), eager_nets(run)))
     if threads:
         torch.set_num_threads(threads)
     feeds = {name: value[:1] for name, value in synthetic_inputs(model.image_size).items()}

@@ -1,5 +1,6 @@
 """The run folder an export reads: its deployable checkpoints (sketch.pt + joint.pt, else voxel.pt)
-and the nets rebuilt from them."""
+and the nets rebuilt from them; or, for PyTorch eager beside an engine, the nets of an exported model
+folder (the shipped model has no run folder)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,20 @@ def build_nets(loaded: dict):
                 module.fold_batchnorm()
         nets.append(net)
     return tuple(nets)
+
+
+def eager_nets(source: str | Path):
+    """(sketch net, voxel net) in eval mode from a training run folder, or from a model folder that
+    recon-cli export wrote (its ONNX weights imported, each folded BatchNorm an identity: the same
+    function, checked against the graphs)."""
+    source = Path(source).expanduser()
+    if not (source / "model.json").is_file():
+        return build_nets(load_run(source))
+    from recon.runtime.model import load_model_dir
+    from recon.train.onnx_import import start_from_model
+    from recon.train.presets import build_sketch_net, build_voxel_net, get_preset
+
+    preset = get_preset(load_model_dir(source).preset)
+    nets = {"sketch": build_sketch_net(preset), "voxel": build_voxel_net(preset)}
+    start_from_model(nets, source, preset)
+    return nets["sketch"].eval(), nets["voxel"].eval()

@@ -79,3 +79,14 @@ def test_a_folder_without_the_net_is_refused_in_one_line(data, tmp_path):
     result = run_cli("train", "voxel", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1",
                      "--init-from", str(tmp_path / "empty"))
     assert_one_line_error(result, "no voxel.onnx")
+
+
+def test_pytorch_eager_reference_runs_from_a_model_folder():
+    """`profile --compare --weights MODEL` and bench_runtime's eager side for a model with no run folder
+    (the shipped one): the imported nets against ONNX Runtime on the same inputs."""
+    from recon.export.parity import torch_reference
+
+    rows = torch_reference(SHIPPED, SHIPPED, iterations=1, threads=1)
+    assert set(rows) == {"sketch", "voxel"}
+    for row in rows.values():
+        assert row["max_abs_diff"] < 1e-3 and row["pytorch_eager_ms"] > 0
