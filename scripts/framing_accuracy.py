@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from recon.runtime.pipeline import Reconstructor
+from recon.runtime.pipeline import FRAMING_LEVEL, Reconstructor
 from recon.runtime.preprocess import (box_iou, crop_image, frame_box, main_component, normalize_image, to_picture,
                                       whole_image_box)
 from recon.train.clutter import compose_scene
@@ -25,7 +25,7 @@ def framing(reconstruct: Reconstructor, rgb: np.ndarray, side: int):
     height, width = rgb.shape[:2]
     whole = whole_image_box(height, width)
     x = normalize_image(crop_image(rgb, whole, side), model.mean, model.std)
-    silhouette = reconstruct.runners["sketch"].infer({"image": x})["silhouette"][0, 0] > 0.5
+    silhouette = reconstruct.runners["sketch"].infer({"image": x})["silhouette"][0, 0] > FRAMING_LEVEL
     return frame_box(main_component(to_picture(silhouette, whole, height, width)), model.fill)
 
 
