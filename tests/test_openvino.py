@@ -118,3 +118,31 @@ def test_export_checks_parity_and_gates_bf16(model_dir):
         assert 0 < gate["voxel_agreement"] <= 1 and gate["summary"].startswith("BF16 vs FP32")
     else:
         assert "bf16" not in figures
+
+
+def test_gate_script_records_openvino_on_an_existing_model_folder(model_dir, tmp_path):
+    """scripts/gate_openvino.py: a folder exported without the OpenVINO entry gets it (FP32 parity, BF16
+    where this CPU has it), the folder still verifies, and the runtime's precision follows it."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from recon.runtime.openvino_backend import cpu_capabilities, model_precision
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    manifest = json.loads((folder / "model.json").read_text())
+    manifest.pop("openvino", None)
+    (folder / "model.json").write_text(json.dumps(manifest))
+    assert model_precision(manifest, ["BF16"])[0] == "fp32"  # never measured: FP32 even on a BF16 CPU
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gate_openvino.py"
+    done = subprocess.run([sys.executable, str(script), str(folder)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    written = json.loads((folder / "model.json").read_text())["openvino"]
+    assert written["fp32_parity"]["voxel_iou_agreement"] >= 0.999
+    assert ("bf16" in written) == ("BF16" in cpu_capabilities()["capabilities"])
+    load_model_dir(folder)  # the listed files' hashes still hold
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
