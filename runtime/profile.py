@@ -7,7 +7,7 @@ roofline estimates for GPUs this machine does not have.
 Measured numbers: every batch size sees the same N = max(batches) realistic pictures (the shipped
 examples, else a drawn object on white), so sizes compare like with like: each timed iteration runs
 them all through `Reconstructor.batch`, B per call (ceil(N / B) calls, cycling to fill the last), after
-`warmup` untimed calls. A sample is one call: a stage's latency is the time the call spent in it
+`warmup` untimed calls, the batch sizes taking turns within each iteration. A sample is one call: a stage's latency is the time the call spent in it
 (summed over its B pictures); "end_to_end" is the whole call.
 
 Estimates (`estimate_nets`, `roofline`) are NOT measurements: FLOPs (2 x MACs of Conv, ConvTranspose,
@@ -183,33 +183,42 @@ def profile_pipeline(model_dir=None, device: str = "auto", batches=(1,), iterati
         count = max(batches)
         pictures, source = profile_pictures(count)
         report["inputs"] = f"the same {count} at every batch size: {source}"
+        chunks = {batch: [[pictures[(start + i) % count] for i in range(batch)] for start in range(0, count, batch)]
+                  for batch in batches}
         for batch in batches:
-            if progress:
-                progress(f"batch {batch}: {warmup} warm-up + {iterations} timed runs")
             reconstruct.batch_size = batch
-            chunks = [[pictures[(start + i) % count] for i in range(batch)] for start in range(0, count, batch)]
             for _ in range(int(warmup)):
-                reconstruct.batch(chunks[0])
-            samples = {stage: [] for stage in STAGE_ROWS}
-            for _ in range(int(iterations)):
-                failed = 0
-                for chunk in chunks:
+                reconstruct.batch(chunks[batch][0])
+        samples = {batch: {stage: [] for stage in STAGE_ROWS} for batch in batches}
+        failed = dict.fromkeys(batches, 0)
+        # Interleaved: every iteration runs each batch size in turn, so a neighbour's load or the CPU's
+        # clock lands on every size alike (measured apart, batch 8 against batch 1 read 1.06x where
+        # interleaved runs of the same pictures gave 1.2-1.35x).
+        for iteration in range(int(iterations)):
+            if progress and iteration % max(1, int(iterations) // 4) == 0:
+                progress(f"iteration {iteration + 1}/{iterations} of batch sizes {', '.join(map(str, batches))} "
+                         f"({warmup} warm-up calls each before)")
+            for batch in batches:
+                reconstruct.batch_size = batch
+                failed[batch] = 0
+                for chunk in chunks[batch]:
                     start = time.perf_counter()
                     results = reconstruct.batch(chunk)
-                    samples["end_to_end"].append((time.perf_counter() - start) * 1000.0)
-                    failed += sum(not r.ok for r in results)
+                    samples[batch]["end_to_end"].append((time.perf_counter() - start) * 1000.0)
+                    failed[batch] += sum(not r.ok for r in results)
                     for stage in STAGE_ROWS[:-1]:
-                        samples[stage].append(sum(r.timings.get(stage, 0.0) for r in results))
-            stages = {stage: latency_stats(values, batch) for stage, values in samples.items()}
-            entry = {"stages": stages, "throughput_ips": stages["end_to_end"]["throughput_ips"], "failed": failed}
+                        samples[batch][stage].append(sum(r.timings.get(stage, 0.0) for r in results))
+        for batch in batches:
+            stages = {stage: latency_stats(values, batch) for stage, values in samples[batch].items()}
+            entry = {"stages": stages, "throughput_ips": stages["end_to_end"]["throughput_ips"], "failed": failed[batch]}
             report["batches"][str(batch)] = entry
             noisy = [s for s, v in stages.items() if v["median_ms"] > 0 and v["max_ms"] / v["median_ms"] > 2]
             if noisy:
                 report["notes"].append(f"batch {batch}: high variance (max/median > 2) in {', '.join(noisy)}; "
                                        "run more iterations or close other programs")
-            if failed:
-                report["notes"].append(f"batch {batch}: {failed} of {len(chunks) * batch} pictures failed (no object "
-                                       "found); their later stages did not run")
+            if failed[batch]:
+                report["notes"].append(f"batch {batch}: {failed[batch]} of {len(chunks[batch]) * batch} pictures failed "
+                                       "(no object found); their later stages did not run")
         report["host_peak_mb"] = host_peak_mb()
         if any(p != "CPUExecutionProvider" for p in providers.values()):
             gpu = gpu_memory_mb()
