@@ -48,12 +48,39 @@ def sgemm_peak(sizes=SGEMM_SIZES, repeats: int = 5) -> dict:
 
 
 def _blas_name() -> str:
-    """numpy's BLAS as numpy reports it (e.g. "scipy-openblas 0.3.29"), or "unknown"."""
+    """numpy's BLAS as numpy reports it, with the kernels OpenBLAS chose (e.g. "scipy-openblas 0.3.31,
+    Haswell kernels": AVX2 code, half the FP32 peak of a CPU with full-width AVX-512 that it does not
+    know), or "unknown"."""
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+        name = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
     except Exception:  # older numpy without mode="dicts"
-        return "unknown"
+        name = "unknown"
+    kernels = _openblas_kernels()
+    return f"{name}, {kernels} kernels" if kernels else name
+
+
+def _openblas_kernels() -> str | None:
+    """The core name OpenBLAS picked at load time, from the library this process loaded (None: not
+    OpenBLAS, or not Linux)."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for symbol in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
+            function = getattr(library, symbol, None)
+            if function is not None:
+                function.restype = ctypes.c_char_p
+                return function().decode("ascii", "replace")
+    return None
 
 
 def interleaved_ms(calls: dict, rounds: int, warmup: int = 1) -> dict:
