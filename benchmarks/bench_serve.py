@@ -1,7 +1,7 @@
 """Load test of `recon-cli serve` on loopback: batching on vs off side by side, then overload; memory sampled.
 
     .venv/bin/python benchmarks/bench_serve.py [--requests 1000] [--clients 8] [--blocks 10]
-        [--time-limit 3600] [--out docs/results/serve.md]
+        [--soak 8000] [--time-limit 3600] [--out docs/results/serve.md]
 
 Two real `recon-cli serve` processes on 127.0.0.1: batching on (--max-batch 8 --max-wait-ms 5) and off
 (--max-batch 1: the same code, one picture per network run). Each gets `--requests` POST /reconstruct
@@ -11,7 +11,8 @@ throughput is the median of its blocks' (requests / block wall time). Every answ
 the JSON fields, a GLB in the base64 whose header length matches and which carries vertex colours. A
 failure is an answer that fails a check; a lost response is a request without an HTTP answer (timeout,
 reset). The server's RSS is read from /proc/<pid>/statm while its blocks run (first vs last decile of
-the requests, slope per 1,000 requests), after a warm-up that fills the store of recent meshes. Then an
+the requests, slope per 1,000 requests), after a warm-up that fills the store of recent meshes. `--soak N`
+then sends N more to the batching server, reading its RSS every 500 answers. Then an
 overload burst (`--burst` clients at once against --max-queue) must get 503s with Retry-After, no lost
 responses and a server still answering /health. Bounded: loopback only, a timeout per request, a time
 limit for the whole run (blocks not started by then are skipped and the report says so).
@@ -196,6 +197,28 @@ class MemorySampler:
                 "last": np.median(last), "slope": slope, "samples": len(rss)}
 
 
+def soak(server: ServerProcess, count: int, clients: int, payloads: list, max_batch: int, deadline: float,
+         every: int = 500) -> list[str]:
+    """`count` more requests to one server, its RSS read every `every` answers: whether memory settles.
+    The first 1,000 are left out of the slope: engines' and the allocator's caches fill over them."""
+    marks, answered = [(0, server.rss_mb())], [0]
+
+    def done() -> None:  # under load()'s lock
+        answered[0] += 1
+        if answered[0] % every == 0:
+            marks.append((answered[0], server.rss_mb()))
+
+    outcomes = load(server.url, count, clients, payloads, max_batch, deadline, done)
+    bad = sum(o.code != 200 or o.problem is not None for o in outcomes)
+    done_at, rss = np.array(marks, dtype=float).T
+    later = done_at >= 1000
+    slope = np.polyfit(done_at[later], rss[later], 1)[0] * 1000 if later.sum() > 2 else float("nan")
+    return [f"Soak (batching server, after everything above): {len(outcomes)} of {count} requests answered, "
+            f"{bad} failed or lost. RSS MB every {every} answers: " + " ".join(f"{v:.0f}" for v in rss), "",
+            f"**After the first 1,000: slope {slope:+.1f} MB / 1,000 requests, range {rss[later].min():.0f}-"
+            f"{rss[later].max():.0f} MB** (least squares over {int(later.sum())} readings)"]
+
+
 def percentiles(outcomes: list[Outcome]) -> list[float]:
     return [float(np.percentile([o.seconds * 1000 for o in outcomes], q)) for q in (50, 95, 99)]
 
@@ -272,6 +295,8 @@ def main() -> None:
                         "64 recent meshes the server keeps, so its store is full)")
     parser.add_argument("--burst", type=int, default=48, help="clients at once in the overload phase")
     parser.add_argument("--max-queue", type=int, default=16, help="the servers' --max-queue")
+    parser.add_argument("--soak", type=int, default=0, help="then this many more requests to the batching server, "
+                        "its RSS read every 500 (0: none)")
     parser.add_argument("--time-limit", type=float, default=3600.0, help="seconds for the whole run")
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
     args = parser.parse_args()
@@ -309,6 +334,8 @@ def main() -> None:
             runs, pictures = np.subtract(server.batches(), counters[name])
             batches[name] = pictures / max(runs, 1)
         memory = {name: sampler.summary(name, len(results[name])) for name in servers}
+        soaked = soak(servers["batching on"], args.soak, args.clients, payloads, max_batch["batching on"],
+                      deadline) if args.soak > 0 else []
         burst = overload(servers["batching on"], args.burst, payloads[0], max_batch["batching on"])
     finally:
         for server in servers.values():
@@ -330,6 +357,7 @@ def main() -> None:
                    f"per block pair {np.median(pairs):.2f}x median, {pairs.min():.2f}-{pairs.max():.2f}x)", "",
                "block req/s, " + "; ".join(f"{name}: " + " ".join(f"{t:.2f}" for t in throughputs[name])
                                            for name in servers), "",
+               *([*soaked, ""] if soaked else []),
                f"Overload (batching server, --max-queue {args.max_queue}):", ""] + burst
     text = "\n".join(report) + "\n"
     print(text)
