@@ -53,10 +53,14 @@ def stream(
     reconstructor = Reconstructor(model, device=device, threads=threads, smooth=smooth, largest_only=largest_only,
                                   precision=options.precision(fp16, int8))
     with reconstructor:
-        if out is not None:
-            prepare_output(out)  # created once the model has loaded: a bad model folder leaves no empty folder
         frames = reconstructor.stream(source, every=every, max_latency_ms=max_latency_ms, live=live,
                                       bgr=True, max_frames=max_frames)
+        if out is not None:  # made once the model and the source have opened: neither failing leaves an empty folder
+            try:
+                prepare_output(out)
+            except BaseException:
+                frames.close()
+                raise
         window = _Window(err) if show else None
         status = _Status(err, frames.stats)
         written = interrupted = 0

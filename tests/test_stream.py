@@ -225,8 +225,10 @@ def test_cli_writes_frames_and_stats(video, tmp_path):
 
 
 @pytest.mark.timeout(60)
-def test_cli_missing_file_is_one_line_error(tmp_path):
-    result = run_stream_cli(tmp_path / "missing.avi")
+def test_cli_missing_file_is_one_line_error_and_leaves_no_output_folder(tmp_path):
+    out = tmp_path / "out"
+    result = run_stream_cli(tmp_path / "missing.avi", "--out", out)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "missing.avi: no such file" in lines[0], result.stderr
+    assert not out.exists()  # the source failed to open before anything was written
