@@ -33,11 +33,13 @@ def train_stage(config) -> None:
     (only the first process of a torchrun launch reports)."""
     from recon.train.loop import train
 
-    from recon.runtime.fileio import remove_stale_temps
+    from recon.runtime.fileio import check_output_dir
 
     stage, epochs = config.stage, config.epochs
-    if Path(config.out).is_dir():  # a checkpoint write that was killed left its temporary file
-        remove_stale_temps(config.out)
+    # A run folder collects its stages' checkpoints: one with other files and none of ours is refused
+    # (and a checkpoint write that was killed left a temporary file, removed here).
+    check_output_dir(config.out, "--out", create=False,
+                     owned_by=("metrics.jsonl", *(f"{name}.pt" for name in STAGE_HELP)))
     report_training_data(config.data)
     bar = ui.progress(None, stage)
 
@@ -116,11 +118,12 @@ def stage_command(stage: str, help_text: str):
     train_app.command(stage)(command)
 
 
-for _stage, _help in {
+STAGE_HELP = {
     "sketch": "RGB -> 2.5D sketch (normals, depth, silhouette); Adam 1e-3, sum of L2 errors.",
     "voxel": "2.5D sketch -> voxels; BCE, SGD 1e-3 momentum 0.9.",
     "gan": "3D-GAN shape prior, WGAN-GP (lambda 10, Adam 1e-4); use --batch 4 as in the paper.",
     "joint": "Fine-tune the voxel net with the frozen critic: L = L_3D + alpha * -E[D(x)].",
     "direct": "Baseline: RGB -> voxels with the same voxel net (TL-network / 3D-R2N2 style).",
-}.items():
+}
+for _stage, _help in STAGE_HELP.items():
     stage_command(_stage, _help)

@@ -82,9 +82,13 @@ def _probe_writable(folder: Path, label: str) -> None:
         raise InputError(f"{label}: {folder} is not writable ({error.strerror or error})") from None
 
 
-def check_output_dir(path: str | os.PathLike, label: str = "--out", create: bool = True) -> Path:
+def check_output_dir(path: str | os.PathLike, label: str = "--out", create: bool = True,
+                     owned_by: tuple[str, ...] = ()) -> Path:
     """Before any work: `path` is (or can become) a writable folder; stale temporary files in it are
-    removed. create: make it now (else only prove its nearest existing parent writable). InputError."""
+    removed. create: make it now (else only prove its nearest existing parent writable). owned_by: names
+    one of which a folder this command wrote before holds (to resume it): an existing folder with other
+    files and none of them is refused, so a mistyped --out never scatters files into, say, a checkout's
+    examples/. InputError."""
     path = Path(path)
     label = f"{label} {path}" if label else str(path)
     if path.exists() and not path.is_dir():
@@ -101,7 +105,10 @@ def check_output_dir(path: str | os.PathLike, label: str = "--out", create: bool
         raise InputError(f"{label}: cannot create the output folder: not writable ({error.strerror or error})") \
             from None
     _probe_writable(path, label)
-    remove_stale_temps(path)
+    remove_stale_temps(path)  # ours: a killed run's temporary files do not make the folder foreign
+    if owned_by and not any((path / name).exists() for name in owned_by) and any(path.iterdir()):
+        raise InputError(f"{label}: holds other files and no {owned_by[0]} (not one this command wrote); "
+                         "choose a new or empty folder")
     return path
 
 

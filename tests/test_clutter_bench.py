@@ -82,3 +82,9 @@ def test_bad_dataset_or_split_is_one_line(bench, tmp_path):
     done = run_cli("data", "clutter", "--data", bench / "data", "--out", tmp_path / "b2", "--split", "nope")
     assert_one_line_error(done, "no 'nope' objects")
     assert not (tmp_path / "b2" / "manifest.json").exists()
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "a.jpg").write_bytes(b"a picture")
+    done = run_cli("data", "clutter", "--data", bench / "data", "--out", foreign)
+    assert_one_line_error(done, "holds other files")
+    assert [p.name for p in foreign.iterdir()] == ["a.jpg"]

@@ -322,3 +322,21 @@ def test_orientation_sheets_need_an_auto_orient_build(dataset, tmp_path):
     result = run_cli("data", "preview", dataset, "--orientations", "--out", tmp_path / "sheet.png")
     assert_one_line_error(result, "--auto-orient")
     assert not (tmp_path / "sheet.png").exists()
+
+
+def test_a_folder_with_other_files_is_refused_and_left_alone(tmp_path):
+    """A mistyped --out (say, a checkout's examples/) gets no dataset scattered into it; an interrupted
+    dataset of ours (views/ but no finished manifest) still resumes."""
+    foreign = tmp_path / "examples"
+    foreign.mkdir()
+    (foreign / "chair_photo.jpg").write_bytes(b"a picture")
+    result = run_cli("data", "synth", "--out", foreign, "--objects", "1", "--views", "1", "--image-size", "64",
+                     "--voxel-res", "32", "--workers", "1")
+    assert_one_line_error(result, "holds other files", "choose a new or empty folder")
+    assert sorted(p.name for p in foreign.iterdir()) == ["chair_photo.jpg"]
+    ours = tmp_path / "ours"
+    (ours / "views").mkdir(parents=True)
+    (ours / "views" / "leftover.npz").write_bytes(b"")
+    result = run_cli("data", "synth", "--out", ours, "--objects", "1", "--views", "1", "--image-size", "64",
+                     "--voxel-res", "32", "--workers", "1")
+    assert result.returncode == 0, result.stderr

@@ -136,6 +136,15 @@ def test_data_folder_without_manifest(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_run_folder_with_other_files_is_refused(data, tmp_path):
+    foreign = tmp_path / "examples"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not a run")
+    result = run_cli("train", "voxel", "--data", data, "--out", foreign, "--epochs", "1")
+    assert_one_line_error(result, "holds other files")
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+
 def test_several_data_folders_train_together(data, tmp_path):
     other = tmp_path / "other"
     synth(other, objects=2, categories=["chair", "car", "airplane"], seed=6,

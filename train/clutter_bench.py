@@ -52,7 +52,7 @@ def make_bench(data, out, split: str = "test", views_per_object: int = 2, seed: 
         raise InputError(f"{data}: no {split!r} objects (splits: {sorted({e['split'] for e in manifest['objects']})})")
     if views_per_object < 1:
         raise InputError(f"--views-per-object must be >= 1, got {views_per_object}")
-    out = check_output_dir(out)
+    out = check_output_dir(out, owned_by=("manifest.json", "pictures"))  # pictures/: an interrupted run of ours
     for folder in ("pictures", "plain", "masks", "voxels"):
         (out / folder).mkdir(exist_ok=True)
     rng = np.random.default_rng([seed, 79])

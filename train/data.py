@@ -62,7 +62,8 @@ def prepare_output(out: Path, settings: RenderSettings | None = None, seed: int 
             raise InputError(f"{previous}: unreadable ({first_line(error)}); choose a new --out") from None
         if old.get("settings") != json.loads(json.dumps(dataclasses.asdict(settings))) or old.get("seed") != seed:
             raise InputError(f"{out}: holds a dataset made with other settings or seed; choose a new --out")
-    for folder in (out, out / "views", out / "objects"):  # stale temporary files removed too
+    check_output_dir(out, "", owned_by=("manifest.json", "views"))  # ours (also half-written): resumable
+    for folder in (out / "views", out / "objects"):  # stale temporary files removed too
         check_output_dir(folder, "")
     return out
 
