@@ -76,7 +76,8 @@ def contact_sheet(rows: list[list[np.ndarray]], row_labels: list[str] | None = N
 
 
 def save_png(path: str | Path, image: np.ndarray) -> None:
-    """Write a PNG atomically."""
+    """Write a PNG atomically, at zlib's default level: PIL's optimize=True took 5x as long (53 vs 11 ms
+    for a preview strip, the largest cost of a camera loop's consumer) for a file 1-2 % smaller."""
     buffer = io.BytesIO()
-    Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="PNG", optimize=True)
+    Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="PNG")
     write_bytes_atomic(path, buffer.getvalue())
