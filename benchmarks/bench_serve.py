@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_serve.py [--requests 1000] [--clients 8] [--blocks 10]
         [--soak 8000] [--time-limit 3600] [--out docs/results/serve.md]
 
-Two real `recon-cli serve` processes on 127.0.0.1: batching on (--max-batch 8 --max-wait-ms 5) and off
+Two real `recon-cli serve` processes on 127.0.0.1: batching on (--max-batch 8 --max-wait-ms 10) and off
 (--max-batch 1: the same code, one picture per network run). Each gets `--requests` POST /reconstruct
 (examples/*.png|jpg, mesh=inline GLB) from `--clients` concurrent httpx clients (one keep-alive connection
 each), in `--blocks` blocks interleaved on, off, off, on, ... so both see the same machine load; a mode's
@@ -41,7 +41,7 @@ PICTURES = sorted(p for p in (ROOT / "examples").iterdir() if p.suffix in (".png
 REQUEST_TIMEOUT_S = 120.0
 FIELDS = ("status", "error", "confidence", "volume", "bbox", "timings_ms", "batch_size", "mesh")
 FLAT_PERCENT = 3.0  # last-decile RSS within this much of the first decile counts as flat
-MODES = {"batching on": ("--max-batch", "8", "--max-wait-ms", "5"), "batching off": ("--max-batch", "1")}
+MODES = {"batching on": ("--max-batch", "8", "--max-wait-ms", "10"), "batching off": ("--max-batch", "1")}
 
 
 def free_port() -> int:

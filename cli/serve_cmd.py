@@ -19,8 +19,9 @@ def serve(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N (GPU N) or tensorrt."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per network."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Pictures per network run (1: no batching)."),
-    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0, help="How long a request waits for others "
-                                      "to share its network run."),
+    max_wait_ms: float = typer.Option(10.0, "--max-wait-ms", min=0, help="How long a request waits for "
+                                      "others on their way (being uploaded) to share its network run; one "
+                                      "that comes alone runs at once."),
     max_queue: int = typer.Option(64, "--max-queue", min=1, help="Requests waiting; more are answered 503."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="Largest request body."),
     max_megapixels: float = typer.Option(25.0, "--max-megapixels", min=0.001, help="Largest picture."),

@@ -97,15 +97,17 @@ def create_app(reconstructor, limits: ServeLimits = ServeLimits()):
     async def reconstruct(request: Request) -> Response:
         started = time.perf_counter()
         try:
-            fields, files = await read_form(request)
-            options = parse_options({**dict(request.query_params), **fields})
-            image, mask = await off_loop(decode_uploads, files, options, limits)
-            job = Job(image, display_name(files["image"][1]), mask, options["box"],
-                      (options["threshold"], options["color"], options["height_m"], options["width_m"]))
-            try:
-                future = batcher.submit(job)
-            except Overloaded:
-                raise HTTPProblem(503, f"busy: {limits.max_queue} requests are waiting", {"Retry-After": "1"}) from None
+            with batcher.arrival() as arrival:  # the batcher may wait for this one while it uploads and decodes
+                fields, files = await read_form(request)
+                options = parse_options({**dict(request.query_params), **fields})
+                image, mask = await off_loop(decode_uploads, files, options, limits)
+                job = Job(image, display_name(files["image"][1]), mask, options["box"],
+                          (options["threshold"], options["color"], options["height_m"], options["width_m"]))
+                try:
+                    future = arrival.submit(job)
+                except Overloaded:
+                    raise HTTPProblem(503, f"busy: {limits.max_queue} requests are waiting",
+                                      {"Retry-After": "1"}) from None
             try:
                 result, batch_size, queued_ms = await asyncio.wait_for(asyncio.wrap_future(future), limits.timeout_s)
             except asyncio.TimeoutError:

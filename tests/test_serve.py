@@ -236,3 +236,14 @@ def test_a_taken_port_is_one_error_line():
         taken.listen()
         done = run_cli("serve", "--port", taken.getsockname()[1])
     assert_one_line_error(done, "cannot listen there")
+
+
+def test_a_request_that_comes_alone_does_not_wait_for_company():
+    """The batcher waits only for requests on their way: with a minute of allowed wait, one request
+    alone is answered long before it (waiting the whole window, the client's 20 s timeout would fire)."""
+    lone = Server(ServeLimits(max_batch=2, max_wait_ms=60_000))
+    try:
+        answer = httpx.post(f"{lone.url}/reconstruct", files={"image": ("chair.jpg", PICTURE)}, timeout=20)
+        assert answer.status_code == 200 and answer.json()["batch_size"] == 1
+    finally:
+        lone.stop()
