@@ -4,8 +4,8 @@ the app reports at /metrics.
 
 Before it starts, every network runs once at every batch size it may see (`warm_up`). The worker
 takes the first waiting job and, while other requests are on their way (the app announces each one as
-it starts reading it: `arrival()`), waits at most `max_wait_ms` for them, up to `max_batch` (the memory
-plan's batch); a request that comes alone is run at once. Then one `Reconstructor.batch()`: jobs with
+it starts reading it: `arrival()`) or the last run had several, waits at most `max_wait_ms` for more, up
+to `max_batch` (the memory plan's batch); a request that comes alone after a lone one runs at once. Then one `Reconstructor.batch()`: jobs with
 equal options share a run.
 `max_batch=1` is batching off with the same code (the benchmark's baseline). The queue is bounded:
 `submit` raises Overloaded when it is full, so the app can answer 503 at once instead of queueing forever.
@@ -134,6 +134,7 @@ class BatchQueue:
         self._queue: queue.Queue = queue.Queue(maxsize=limits.max_queue)
         self._stop = threading.Event()
         self._lock, self._arriving = threading.Lock(), 0  # requests announced and not yet queued
+        self._last_batch = 0
         self._since_trim = 0
         warm_up(reconstructor, limits.max_batch)
         self._thread = threading.Thread(target=self._work, name="recon-batcher", daemon=True)
@@ -180,13 +181,16 @@ class BatchQueue:
                 except queue.Empty:
                     pass
                 left = deadline - time.perf_counter()
-                if self._arriving == 0 or left <= 0:  # nobody on the way: waiting would only add latency
+                # Company is likely while requests are on their way, or while the last run had several (the
+                # clients it answered send again about now); a request after a lone one runs at once.
+                if left <= 0 or (self._arriving == 0 and self._last_batch <= 1):
                     break
                 try:
                     jobs.append(self._queue.get(timeout=min(left, 0.001)))  # re-check who is on the way
                 except queue.Empty:
                     pass
             jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]  # callers that gave up
+            self._last_batch = len(jobs)
             groups: dict = {}
             for job in jobs:
                 groups.setdefault((job.options, job.mask is not None, job.box is not None), []).append(job)
