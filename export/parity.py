@@ -179,7 +179,8 @@ def synthetic_inputs(image_size: int, batch: int = 2, seed: int = 0) -> Dict[str
 
 def torch_reference(model_dir, run, iterations: int = 10, threads: int | None = None) -> Dict[str, dict]:
     """Each net at batch 1 through ONNX Runtime CPU (the model folder) and PyTorch eager (the run
-    folder it was exported from, or the model folder's own weights), same inputs and threads: median ms, their ratio, max abs difference."""
+    folder it was exported from, or the model folder's own weights), same inputs and threads: median ms,
+    their ratio, max abs difference."""
     import torch
 
     from recon.export.run_folder import eager_nets

@@ -259,7 +259,8 @@ class Reconstructor:
         def component(pair) -> np.ndarray:
             item, out = pair
             height, width = item.picture.rgb.shape[:2]
-            return picture_component(out["silhouette"][0] > FRAMING_LEVEL, whole_image_box(height, width), height, width)
+            return picture_component(out["silhouette"][0] > FRAMING_LEVEL, whole_image_box(height, width),
+                                     height, width)
 
         for item, mask in zip(todo, self._each(component, zip(todo, outputs))):
             item.mask = mask

@@ -7,8 +7,9 @@ roofline estimates for GPUs this machine does not have.
 Measured numbers: every batch size sees the same N = max(batches) realistic pictures (the shipped
 examples, else a drawn object on white), so sizes compare like with like: each timed iteration runs
 them all through `Reconstructor.batch`, B per call (ceil(N / B) calls, cycling to fill the last), after
-`warmup` untimed calls, the batch sizes taking turns within each iteration. A sample is one call: a stage's latency is the time the call spent in it
-(summed over its B pictures); "end_to_end" is the whole call.
+`warmup` untimed calls, the batch sizes taking turns within each iteration. A sample is one call: a
+stage's latency is the time the call spent in it (summed over its B pictures); "end_to_end" is the whole
+call.
 
 Estimates (`estimate_nets`, `roofline`) are NOT measurements: FLOPs (2 x MACs of Conv, ConvTranspose,
 Gemm and MatMul, from ONNX shape inference) and bytes moved (weights once + every activation written
@@ -210,15 +211,15 @@ def profile_pipeline(model_dir=None, device: str = "auto", batches=(1,), iterati
                         samples[batch][stage].append(sum(r.timings.get(stage, 0.0) for r in results))
         for batch in batches:
             stages = {stage: latency_stats(values, batch) for stage, values in samples[batch].items()}
-            entry = {"stages": stages, "throughput_ips": stages["end_to_end"]["throughput_ips"], "failed": failed[batch]}
-            report["batches"][str(batch)] = entry
+            report["batches"][str(batch)] = {"stages": stages, "throughput_ips": stages["end_to_end"]["throughput_ips"],
+                                             "failed": failed[batch]}
             noisy = [s for s, v in stages.items() if v["median_ms"] > 0 and v["max_ms"] / v["median_ms"] > 2]
             if noisy:
                 report["notes"].append(f"batch {batch}: high variance (max/median > 2) in {', '.join(noisy)}; "
                                        "run more iterations or close other programs")
             if failed[batch]:
-                report["notes"].append(f"batch {batch}: {failed[batch]} of {len(chunks[batch]) * batch} pictures failed "
-                                       "(no object found); their later stages did not run")
+                report["notes"].append(f"batch {batch}: {failed[batch]} of {len(chunks[batch]) * batch} pictures "
+                                       "failed (no object found); their later stages did not run")
         report["host_peak_mb"] = host_peak_mb()
         if any(p != "CPUExecutionProvider" for p in providers.values()):
             gpu = gpu_memory_mb()

@@ -97,14 +97,14 @@ def create_app(reconstructor, limits: ServeLimits = ServeLimits()):
     async def reconstruct(request: Request) -> Response:
         started = time.perf_counter()
         try:
-            with batcher.arrival() as arrival:  # the batcher may wait for this one while it uploads and decodes
+            with batcher.arrival() as submit:  # the batcher may wait for this one while it uploads and decodes
                 fields, files = await read_form(request)
                 options = parse_options({**dict(request.query_params), **fields})
                 image, mask = await off_loop(decode_uploads, files, options, limits)
                 job = Job(image, display_name(files["image"][1]), mask, options["box"],
                           (options["threshold"], options["color"], options["height_m"], options["width_m"]))
                 try:
-                    future = arrival.submit(job)
+                    future = submit(job)
                 except Overloaded:
                     raise HTTPProblem(503, f"busy: {limits.max_queue} requests are waiting",
                                       {"Retry-After": "1"}) from None

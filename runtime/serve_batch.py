@@ -5,8 +5,8 @@ the app reports at /metrics.
 Before it starts, every network runs once at every batch size it may see (`warm_up`). The worker
 takes the first waiting job and, while other requests are on their way (the app announces each one as
 it starts reading it: `arrival()`) or the last run had several, waits at most `max_wait_ms` for more, up
-to `max_batch` (the memory plan's batch); a request that comes alone after a lone one runs at once. Then one `Reconstructor.batch()`: jobs with
-equal options share a run.
+to `max_batch` (the memory plan's batch); a request that comes alone after a lone one runs at once. Then
+one `Reconstructor.batch()`: jobs with equal options share a run.
 `max_batch=1` is batching off with the same code (the benchmark's baseline). The queue is bounded:
 `submit` raises Overloaded when it is full, so the app can answer 503 at once instead of queueing forever.
 """
@@ -63,9 +63,9 @@ class ServeLimits:
     max_upload_bytes: int = 20_000_000  # the whole request body
     max_pixels: int = 25_000_000  # per picture, checked from the header before decoding
     max_batch: int = 8  # pictures per network run (1: batching off)
-    # How long the first request of a batch may wait for requests on their way (none: no wait). Measured
-    # with 8 clients (bench_serve, 600 requests a mode): 5 ms gave batches of 4.6, 10 ms 6.8 and 1.28x
-    # batching off's throughput, 15-30 ms 7.3-7.6 and 1.23-1.25x.
+    # The longest the first request of a batch waits for company (only while company is likely, see
+    # BatchQueue._work). Measured with 8 clients (bench_serve, 1,000 requests a mode): batches of 5.9 and
+    # 1.22x batching off's throughput; a fixed 5 ms wait gave 3.9 and 1.17x.
     max_wait_ms: float = 10.0
     max_queue: int = 64  # requests waiting; more get 503
     timeout_s: float = 60.0  # a request waiting longer than this gets 503 too
@@ -108,23 +108,6 @@ class Job:
     queued: float = field(default_factory=time.perf_counter)
 
 
-class _Arrival:
-    """One announced request (BatchQueue.arrival): counted until it is submitted or leaves."""
-
-    def __init__(self, batcher: "BatchQueue"):
-        self._batcher, self._counted = batcher, True
-
-    def leave(self) -> None:
-        with self._batcher._lock:
-            if self._counted:
-                self._counted = False
-                self._batcher._arriving -= 1
-
-    def submit(self, job: Job) -> Future:
-        self.leave()  # before queueing: the worker must not wait for a job it already holds
-        return self._batcher.submit(job)
-
-
 class BatchQueue:
     """A bounded queue and the one thread that runs the Reconstructor over micro-batches of it."""
 
@@ -146,15 +129,26 @@ class BatchQueue:
 
     @contextmanager
     def arrival(self):
-        """`with queue.arrival() as arrival: ... arrival.submit(job)`: the request counts as on its way
-        (the worker waits for it) from its first byte until it is queued or fails."""
-        arrival = _Arrival(self)
+        """`with queue.arrival() as submit: ... submit(job)`: the request counts as on its way (the worker
+        waits for it) from its first byte until it is queued or fails."""
+        counted = [True]
+
+        def leave() -> None:
+            with self._lock:
+                if counted[0]:
+                    counted[0] = False
+                    self._arriving -= 1
+
+        def submit(job: Job) -> Future:
+            leave()  # before queueing: the worker must not wait for a job it already holds
+            return self.submit(job)
+
         with self._lock:
             self._arriving += 1
         try:
-            yield arrival
+            yield submit
         finally:
-            arrival.leave()
+            leave()
 
     def submit(self, job: Job) -> Future:
         try:

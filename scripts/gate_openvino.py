@@ -43,7 +43,8 @@ def main(argv=None) -> int:
     manifest[GATE_KEY] = figures
     write_json_atomic(model.path / MANIFEST, manifest)
     precision, note = model_precision(manifest)
-    print(f"wrote {model.path / MANIFEST}: OpenVINO on this CPU runs {precision.upper()}" + (f" ({note})" if note else ""))
+    print(f"wrote {model.path / MANIFEST}: OpenVINO on this CPU runs {precision.upper()}"
+          + (f" ({note})" if note else ""))
     return 0
 
 
