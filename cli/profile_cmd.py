@@ -47,6 +47,8 @@ def profile(
     batches = prof.parse_batches(batch)
     if model is not None and not Path(model).is_dir():
         raise InputError(f"--model {model}: no such model folder")
+    if weights is not None and not Path(weights).is_dir():  # before measuring, not after
+        raise InputError(f"--weights {weights}: no such run or model folder")
     out, err = ui.out, ui.err
     precision = options.precision(fp16, int8)
     report = prof.profile_pipeline(model, device=device, batches=batches, iterations=iterations, warmup=warmup,

@@ -141,6 +141,12 @@ def test_not_a_model_folder(tmp_path):
     assert_one_line_error(result, "not a model folder")
 
 
+def test_missing_weights_folder_is_refused_before_measuring(tmp_path):
+    result = run_profile("--batch", "1", "--iterations", "1", "--compare", "--weights", tmp_path / "nope")
+    assert_one_line_error(result, "--weights", "no such run or model folder")
+    assert "measured" not in result.stdout  # refused before any timing ran
+
+
 def test_json_folder_missing(tmp_path):
     result = run_profile("--batch", "1", "--iterations", "1", "--json", tmp_path / "no" / "p.json")
     assert result.returncode == 2
